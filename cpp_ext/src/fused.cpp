@@ -1,0 +1,1 @@
+int privsdk_placeholder() { return 0; }

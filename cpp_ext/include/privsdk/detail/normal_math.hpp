@@ -1,0 +1,146 @@
+// privsdk internal: Philox4x32-10, a float32 Box-Muller transform and a
+// branch-free float -> half conversion, written so that the compiler
+// vectorizes them with the baseline instruction set (SSE2 / NEON).
+// Not part of the public API: include <privsdk/fused.hpp> instead.
+#pragma once
+
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+
+namespace privsdk {
+namespace detail {
+
+constexpr std::uint32_t kPhiloxM0 = 0xD2511F53u, kPhiloxM1 = 0xCD9E8D57u;
+constexpr std::uint32_t kPhiloxW0 = 0x9E3779B9u, kPhiloxW1 = 0xBB67AE85u;
+
+/// Philox4x32-10 in place on c[0..4) with key (k0, k1).
+inline void philox_block(std::uint32_t* c, std::uint32_t k0, std::uint32_t k1) {
+  std::uint32_t c0 = c[0], c1 = c[1], c2 = c[2], c3 = c[3];
+  for (int r = 0; r < 10; ++r) {
+    const std::uint64_t p0 = static_cast<std::uint64_t>(kPhiloxM0) * c0;
+    const std::uint64_t p1 = static_cast<std::uint64_t>(kPhiloxM1) * c2;
+    const std::uint32_t hi0 = static_cast<std::uint32_t>(p0 >> 32), lo0 = static_cast<std::uint32_t>(p0);
+    const std::uint32_t hi1 = static_cast<std::uint32_t>(p1 >> 32), lo1 = static_cast<std::uint32_t>(p1);
+    c0 = hi1 ^ c1 ^ k0;
+    c1 = lo1;
+    c2 = hi0 ^ c3 ^ k1;
+    c3 = lo0;
+    k0 += kPhiloxW0;
+    k1 += kPhiloxW1;
+  }
+  c[0] = c0; c[1] = c1; c[2] = c2; c[3] = c3;
+}
+
+inline float as_float(std::uint32_t u) { float f; std::memcpy(&f, &u, 4); return f; }
+inline std::uint32_t as_uint(float f) { std::uint32_t u; std::memcpy(&u, &f, 4); return u; }
+
+/// Natural logarithm for positive normal floats (Cephes logf; about 1 ulp).
+inline float log_pos(float x) {
+  const std::uint32_t bits = as_uint(x);
+  float e = static_cast<float>(static_cast<std::int32_t>(bits >> 23) - 126);
+  float m = as_float((bits & 0x007fffffu) | 0x3f000000u);  // [0.5, 1)
+  // m < sqrt(1/2): use 2m - 1 and e - 1 (arithmetic select: exact, and no branch).
+  const float low = static_cast<float>(m < 0.707106781186547524f);
+  e = e - low;
+  m = (m + m * low) - 1.0f;
+  const float z = m * m;
+  float y = 7.0376836292e-2f;
+  y = y * m - 1.1514610310e-1f;
+  y = y * m + 1.1676998740e-1f;
+  y = y * m - 1.2420140846e-1f;
+  y = y * m + 1.4249322787e-1f;
+  y = y * m - 1.6668057665e-1f;
+  y = y * m + 2.0000714765e-1f;
+  y = y * m - 2.4999993993e-1f;
+  y = y * m + 3.3333331174e-1f;
+  y = y * m * z;
+  y = y + -2.12194440e-4f * e;
+  y = y + -0.5f * z;
+  return (m + y) + 0.693359375f * e;
+}
+
+/// sin and cos of theta in [0, 2*pi] (Cody-Waite reduction + Cephes polynomials).
+inline void sincos_0_2pi(float theta, float& s_out, float& c_out) {
+  const std::int32_t q = static_cast<std::int32_t>(theta * 0.636619772367581343f + 0.5f);
+  const float qf = static_cast<float>(q);
+  const float x = ((theta - qf * 1.5703125f) - qf * 4.837512969970703125e-4f) - qf * 7.54978995489188216e-8f;
+  const float z = x * x;
+  const float s = ((-1.9515295891e-4f * z + 8.3321608736e-3f) * z - 1.6666654611e-1f) * z * x + x;
+  const float c = ((2.443315711809948e-5f * z - 1.388731625493765e-3f) * z + 4.166664568298827e-2f) * z * z
+                  - 0.5f * z + 1.0f;
+  const bool swap = (q & 1) != 0;
+  const float sv = swap ? c : s, cv = swap ? s : c;
+  s_out = (q & 2) ? -sv : sv;
+  c_out = ((q + 1) & 2) ? -cv : cv;
+}
+
+/// IEEE binary16 bits of f, round to nearest even (branch-free).
+inline std::uint16_t float_to_half_bits(float f) {
+  const std::uint32_t x = as_uint(f);
+  const std::uint32_t sign = (x >> 16) & 0x8000u;
+  const std::uint32_t a = x & 0x7fffffffu;
+  const std::uint32_t normal = (a + 0xc8000fffu + ((a >> 13) & 1u)) >> 13;  // re-bias + round
+  const std::uint32_t sub = as_uint(as_float(a) + 0.5f) - 0x3f000000u;     // the FPU rounds
+  std::uint32_t r = a < 0x38800000u ? sub : normal;
+  r = a >= 0x477ff000u ? 0x7c00u : r;  // overflow to infinity
+  r = a > 0x7f800000u ? 0x7e00u : r;   // NaN stays NaN
+  return static_cast<std::uint16_t>(sign | r);
+}
+
+/// Two normals from each pair of words (a[i], c[i]): r cos(2 pi u2), r sin(2 pi u2).
+inline void box_muller(const std::uint32_t* a, const std::uint32_t* c, float* zc, float* zs, std::size_t n) {
+  for (std::size_t i = 0; i < n; ++i) {
+    const float u1 = static_cast<float>(a[i]) * 2.3283064365386963e-10f + 1.1641532182693481e-10f;
+    const float u2 = static_cast<float>(c[i]) * 2.3283064365386963e-10f;
+    const float rad = std::sqrt(-2.0f * log_pos(u1));
+    float s, co;
+    sincos_0_2pi(6.2831854820251465f * u2, s, co);
+    zc[i] = rad * co;
+    zs[i] = rad * s;
+  }
+}
+
+constexpr std::size_t kMaxBlocks = 64;  ///< blocks per call of philox_normals_blocks
+
+/// Normals of nb <= kMaxBlocks consecutive Philox blocks starting at counter
+/// (block, id, c2, c3): z[4 b + j] for b < nb, j < 4 (see privsdk::philox_normals).
+inline void philox_normals_blocks(std::uint32_t block, std::uint32_t id, std::uint32_t c2,
+                                  std::uint32_t c3, std::uint32_t k0, std::uint32_t k1,
+                                  std::size_t nb, float* z) {
+  std::uint32_t w0[kMaxBlocks], w1[kMaxBlocks], w2[kMaxBlocks], w3[kMaxBlocks];
+  for (std::size_t b = 0; b < nb; ++b) {
+    w0[b] = block + static_cast<std::uint32_t>(b);
+    w1[b] = id;
+    w2[b] = c2;
+    w3[b] = c3;
+  }
+  for (int r = 0; r < 10; ++r) {
+    for (std::size_t b = 0; b < nb; ++b) {
+      const std::uint64_t p0 = static_cast<std::uint64_t>(kPhiloxM0) * w0[b];
+      const std::uint64_t p1 = static_cast<std::uint64_t>(kPhiloxM1) * w2[b];
+      const std::uint32_t n0 = static_cast<std::uint32_t>(p1 >> 32) ^ w1[b] ^ k0;
+      const std::uint32_t n2 = static_cast<std::uint32_t>(p0 >> 32) ^ w3[b] ^ k1;
+      w1[b] = static_cast<std::uint32_t>(p1);
+      w3[b] = static_cast<std::uint32_t>(p0);
+      w0[b] = n0;
+      w2[b] = n2;
+    }
+    k0 += kPhiloxW0;
+    k1 += kPhiloxW1;
+  }
+  // Box-Muller on the pairs (w0, w1) and (w2, w3), in float32 as the reference.
+  float zc0[kMaxBlocks], zs0[kMaxBlocks], zc2[kMaxBlocks], zs2[kMaxBlocks];
+  box_muller(w0, w1, zc0, zs0, nb);
+  box_muller(w2, w3, zc2, zs2, nb);
+  for (std::size_t b = 0; b < nb; ++b) {
+    z[4 * b] = zc0[b];
+    z[4 * b + 1] = zs0[b];
+    z[4 * b + 2] = zc2[b];
+    z[4 * b + 3] = zs2[b];
+  }
+}
+
+}  // namespace detail
+}  // namespace privsdk

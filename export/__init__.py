@@ -1,1 +1,46 @@
-"""(filled by its issue)"""
+"""privsdk.export: trained checkpoints → filter bundles (ONNX + maps), bundles → TensorRT engines.
+
+Modules (each imports torch/onnx/tensorrt inside its functions, so importing
+this package stays light):
+
+- :mod:`.checkpoint`     read and check a training checkpoint, rebuild its network;
+- :mod:`.onnx_graph`     ONNX export (named image + noise inputs, dynamic batch), onnx.checker;
+- :mod:`.parity`         onnxruntime vs PyTorch, and end to end through the fused kernels;
+- :mod:`.variants`       optional graph simplification and the FP16 variant;
+- :mod:`.bundle_export`  the whole checkpoint → bundle export (:func:`export_checkpoint`);
+- :mod:`.report`         embed a ``privsdk eval`` report, refusing one about other files;
+- :mod:`.calibration`    INT8 calibration batches from real images through the pre-kernel;
+- :mod:`.engine`         TensorRT engine building, checking and caching;
+- :mod:`.cli`            ``privsdk export``.
+
+Example::
+
+    from privsdk.export import export_checkpoint, ExportOptions
+    export_checkpoint("runs/emotion/best.pt", "bundles/emotion", ExportOptions(name="emotion"))
+"""
+from __future__ import annotations
+
+from typing import Any
+
+_LAZY = {
+    "export_checkpoint": ("privsdk.export.bundle_export", "export_checkpoint"),
+    "export_filter": ("privsdk.export.bundle_export", "export_filter"),
+    "ExportOptions": ("privsdk.export.bundle_export", "ExportOptions"),
+    "embed_report": ("privsdk.export.report", "embed_report"),
+    "build_engine": ("privsdk.export.engine", "build_engine"),
+    "EngineRequest": ("privsdk.export.engine", "EngineRequest"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        module, attr = _LAZY[name]
+        value = getattr(importlib.import_module(module), attr)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'privsdk.export' has no attribute {name!r}")
+
+
+__all__ = list(_LAZY)

@@ -214,17 +214,34 @@ def load_bundle(path: Union[str, Path]) -> Bundle:
     return Bundle(source=source, manifest=manifest, files=files, maps=maps)
 
 
+def serialize_maps(maps: Mapping[str, np.ndarray]) -> bytes:
+    """``norm.npz`` bytes, reproducible: the same maps always give the same bytes (and hash).
+
+    ``np.savez`` stamps the current time into the zip; a fixed timestamp keeps
+    re-exports byte-identical, so an evaluation report of a bundle stays valid.
+    """
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_STORED) as z:
+        for key in sorted(maps):
+            arr = io.BytesIO()
+            np.lib.format.write_array(arr, np.ascontiguousarray(maps[key], dtype=np.float32), allow_pickle=False)
+            info = zipfile.ZipInfo(f"{key}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            info.external_attr = 0o644 << 16
+            z.writestr(info, arr.getvalue())
+    return buf.getvalue()
+
+
 def write_bundle(directory: Union[str, Path], manifest: Mapping[str, Any], maps: Mapping[str, np.ndarray],
                  onnx_bytes: Optional[bytes] = None, extra_files: Optional[Mapping[str, bytes]] = None) -> Path:
     """Write a bundle directory: the files, then ``filter.json`` with their SHA-256.
 
-    ``manifest`` holds everything but ``files``, which is computed here.
+    ``manifest`` holds everything but ``files``, which is computed here. Extra files
+    (e.g. ``filter.fp16.onnx``) are hashed like the others; an ``extra_files``
+    entry named ``norm.npz`` replaces the serialized maps.
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    buf = io.BytesIO()
-    np.savez(buf, **{k: np.ascontiguousarray(v, dtype=np.float32) for k, v in maps.items()})
-    contents: Dict[str, bytes] = {NORM: buf.getvalue()}
+    contents: Dict[str, bytes] = {NORM: serialize_maps(maps)}
     if onnx_bytes is not None:
         contents[ONNX] = onnx_bytes
     contents.update(extra_files or {})

@@ -1,0 +1,121 @@
+"""``privsdk export``: checkpoint → filter bundle, report → bundle, bundle → TensorRT engine."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any, Dict
+
+HELP = "export a trained checkpoint to a filter bundle (ONNX + maps), or a bundle to a TensorRT engine"
+DESCRIPTION = """\
+Three uses:
+
+  privsdk export CHECKPOINT -o DIR [--name N] [--version V] [--report R] [--fp16] [--opset N] [--simplify]
+      Write the filter bundle DIR (filter.onnx, norm.npz, filter.json). Every export
+      runs onnx.checker, onnxruntime vs PyTorch (fp32 within 1e-4) and the fused
+      kernels end to end, and records the figures in filter.json under "export".
+      A lite filter exports to norm.npz only.
+
+  privsdk export BUNDLE --report REPORT.json
+      Embed a 'privsdk eval' report into an existing bundle; the report must be
+      about this bundle's files (their SHA-256), and no other file changes.
+
+  privsdk export BUNDLE --format engine [--fp16 | --int8 --calib DIR | --precision P] [--max-batch N] [--workspace MB]
+      Build a TensorRT 10 engine for this machine's GPU into the engine cache
+      ($XDG_CACHE_HOME/privsdk/engines), check it against onnxruntime and record
+      the error and latency in the engine's side-file. Needs TensorRT and a GPU.
+
+Examples:
+  privsdk export runs/emotion/best.pt -o bundles/emotion --name emotion --fp16
+  privsdk export bundles/emotion --report runs/emotion/eval.json
+  privsdk export bundles/emotion --format engine --fp16 --max-batch 16
+"""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("source", metavar="CHECKPOINT|BUNDLE",
+                        help="a training checkpoint (.pt), or a bundle directory/.zip for --report or --format engine")
+    parser.add_argument("-o", "--output", metavar="DIR", help="bundle directory to write (checkpoint export)")
+    parser.add_argument("--name", help="filter name in the manifest (default: the output directory's name)")
+    parser.add_argument("--version", dest="bundle_version", default="1.0.0", metavar="V",
+                        help="filter version in the manifest (default: %(default)s)")
+    parser.add_argument("--description", default="", help="one-line description for the manifest")
+    parser.add_argument("--report", metavar="EVAL_REPORT.json",
+                        help="embed this 'privsdk eval' report under 'evaluation' (must match the bundle's files)")
+    parser.add_argument("--format", choices=("bundle", "engine"), default="bundle",
+                        help="bundle: ONNX + maps (default); engine: a TensorRT engine from a bundle")
+    parser.add_argument("--fp16", action="store_true",
+                        help="bundle: also write filter.fp16.onnx (fp32 I/O) with its parity figure; "
+                             "engine: build an FP16 engine")
+    parser.add_argument("--opset", type=int, default=18, help="ONNX opset, ≥ 17 (default: %(default)s)")
+    parser.add_argument("--exporter", choices=("auto", "dynamo", "torchscript"), default="auto",
+                        help="torch's ONNX exporter: auto = torch.export-based (dynamo), falling back to the "
+                             "legacy TorchScript one if it fails (default: %(default)s)")
+    parser.add_argument("--simplify", action="store_true",
+                        help="simplify the graph with onnxslim/onnxsim if installed, kept only if parity holds")
+    parser.add_argument("--int8", action="store_true", help="engine: INT8 with entropy calibration (needs --calib)")
+    parser.add_argument("--precision", choices=("fp32", "fp16", "int8"),
+                        help="engine: the precision spelled out (same as no flag / --fp16 / --int8)")
+    parser.add_argument("--calib", metavar="DIR", help="engine --int8: folder of real images for calibration")
+    parser.add_argument("--max-batch", type=int, default=8, help="engine: largest batch of the profile (default: 8)")
+    parser.add_argument("--workspace", type=int, default=1024, metavar="MB",
+                        help="engine: builder workspace limit in MB (default: %(default)s)")
+    parser.add_argument("--cache-dir", metavar="DIR", help="engine: cache directory (default: the user's cache)")
+    parser.add_argument("--rebuild", action="store_true", help="engine: rebuild even if a valid cached engine exists")
+
+
+def _is_bundle(path: Path) -> bool:
+    import zipfile
+
+    return path.is_dir() or (path.is_file() and path.suffix == ".zip" and zipfile.is_zipfile(path))
+
+
+def _print(obj: Dict[str, Any]) -> None:
+    print(json.dumps(obj, indent=2, default=str))
+
+
+def main(args: argparse.Namespace) -> int:
+    from privsdk.errors import InputError
+
+    source = Path(args.source)
+    if args.format == "engine":
+        from .engine import EngineRequest, build_engine
+
+        if not _is_bundle(source):
+            raise InputError(f"--format engine: {source} is not a bundle directory or .zip; export the checkpoint "
+                             "first ('privsdk export CHECKPOINT -o DIR')")
+        flagged = "int8" if args.int8 else "fp16" if args.fp16 else None
+        if args.fp16 and args.int8 or (flagged and args.precision and flagged != args.precision):
+            raise InputError("--fp16, --int8 and --precision disagree: choose one precision "
+                             "(an INT8 engine keeps FP16 for the layers it does not quantize)")
+        precision = args.precision or flagged or "fp32"
+        record = build_engine(EngineRequest(source, precision=precision, max_batch=args.max_batch,
+                                            workspace_mb=args.workspace, calib_dir=args.calib,
+                                            cache_dir=args.cache_dir, rebuild=args.rebuild))
+        _print(record)
+        return 0
+    if args.int8 or args.calib or args.precision:
+        raise InputError("--int8, --calib and --precision apply to '--format engine' only")
+    if _is_bundle(source):
+        if not args.report:
+            raise InputError(f"{source} is a bundle: give --report REPORT.json to embed an evaluation, or "
+                             "--format engine to build a TensorRT engine")
+        from .report import embed_report, read_report
+
+        embed_report(source, read_report(args.report), source=args.report)
+        print(f"embedded {args.report} into {source}")
+        return 0
+    if not args.output:
+        raise InputError("exporting a checkpoint needs -o DIR, the bundle directory to write")
+    from .bundle_export import ExportOptions, export_checkpoint
+    from .report import read_report
+
+    options = ExportOptions(name=args.name, version=args.bundle_version, description=args.description,
+                            opset=args.opset, exporter=args.exporter, fp16=args.fp16, simplify=args.simplify,
+                            report=read_report(args.report) if args.report else None,
+                            report_source=args.report or "<report>")
+    result = export_checkpoint(source, args.output, options)
+    _print({"bundle": str(result.directory), "name": result.manifest["name"], "kind": result.manifest["kind"],
+            "files": result.files, "checks": result.manifest["export"]["checks"],
+            "fp16": result.manifest["export"].get("fp16"), "simplify": result.manifest["export"].get("simplify")})
+    return 0

@@ -1,0 +1,73 @@
+"""samples/cpp: the C++ program links the fused-kernel core and runs a bundle's ONNX through
+OpenCV DNN; built with CMake and run where a compiler and OpenCV dev files exist."""
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+FIXTURES = REPO / "tests" / "fixtures" / "runtime"
+_spec = importlib.util.spec_from_file_location("runtime_tiny_bundles_cpp", FIXTURES / "tiny_bundles.py")
+tiny = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(tiny)
+cv2 = pytest.importorskip("cv2")
+
+
+def _opencv_dev() -> bool:
+    return any(Path(p).is_file() for p in ("/usr/lib/x86_64-linux-gnu/cmake/opencv4/OpenCVConfig.cmake",
+                                           "/usr/lib/aarch64-linux-gnu/cmake/opencv4/OpenCVConfig.cmake",
+                                           "/usr/local/lib/cmake/opencv4/OpenCVConfig.cmake",
+                                           "/usr/share/OpenCV/OpenCVConfig.cmake"))
+
+
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory) -> Path:
+    if shutil.which("cmake") is None or (shutil.which("c++") or shutil.which("g++")) is None:
+        pytest.skip("needs cmake and a C++17 compiler")
+    if not _opencv_dev():
+        pytest.skip("needs OpenCV development files (Debian: apt-get install libopencv-dev)")
+    build = tmp_path_factory.mktemp("cpp-sample")  # a Debug build: compiles in half the time
+    for cmd in (["cmake", "-S", str(REPO / "samples" / "cpp"), "-B", str(build), "-DCMAKE_BUILD_TYPE=Debug"],
+                ["cmake", "--build", str(build), "-j", "2"]):
+        res = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+        assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    return build / "privsdk_sample"
+
+
+def test_cpp_sample_matches_the_python_runtime(sample, tmp_path, astronaut_bgr):
+    from privsdk import Filter
+
+    bundle = tiny.write_unet(tmp_path / "tiny-unet")
+    src = tmp_path / "astronaut.png"
+    cv2.imwrite(str(src), astronaut_bgr)
+    out = tmp_path / "full.png"
+    res = subprocess.run([str(sample), str(bundle), str(src), str(out), "--full", "--seed", "5"],
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    cpp = cv2.imread(str(out))
+    py = Filter(bundle, regions="full", seed=5).apply(astronaut_bgr)
+    diff = np.abs(cpp.astype(int) - py.astype(int))
+    assert diff.max() <= 1 and (diff > 0).mean() < 1e-3, "C++ (OpenCV DNN) and Python (onnxruntime) must agree"
+
+
+def test_cpp_sample_filters_only_the_face(sample, tmp_path, astronaut_bgr):
+    bundle = tiny.write_lite(tmp_path / "tiny-lite")
+    src, out = tmp_path / "a.png", tmp_path / "faces.png"
+    cv2.imwrite(str(src), astronaut_bgr)
+    res = subprocess.run([str(sample), str(bundle), str(src), str(out)], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0 and "1 regions filtered" in res.stdout, res.stdout + res.stderr
+    changed = np.any(cv2.imread(str(out)) != astronaut_bgr, axis=-1)
+    ys, xs = np.nonzero(changed)
+    assert xs.min() <= 200 and xs.max() >= 290 and ys.min() <= 60 and ys.max() >= 190
+    assert 0.03 < changed.mean() < 0.2, "the face box only"
+
+
+def test_cpp_sample_refuses_a_missing_bundle(sample, tmp_path):
+    res = subprocess.run([str(sample), str(tmp_path / "nope"), "x.png", "y.png"], capture_output=True, text=True,
+                         timeout=30)
+    assert res.returncode == 1 and "cannot read" in res.stderr

@@ -1,0 +1,122 @@
+"""privsdk.train.networks and .checkpoint: the noise input matters, norms, lite maps, checkpoint round trip."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from privsdk.errors import InputError
+from privsdk.train.checkpoint import load_filter, make_checkpoint, read_checkpoint, save_checkpoint
+from privsdk.train.networks import (PerLocationNorm, ReconstructionDecoder, SecretGenerator, SmallResNet,
+                                    build_filter, count_parameters)
+
+
+def test_unet_noise_is_an_input_that_changes_the_output():
+    torch.manual_seed(0)
+    f = build_filter("unet", size=32, base=4, depth=2, noise_channels=3, norm="perloc")
+    assert f.noise_shape == (3, 8, 8)
+    x = torch.randn(4, 3, 32, 32)
+    f.train()
+    f(x, torch.randn(4, 3, 8, 8))  # fill the running statistics once
+    f.eval()
+    z1, z2 = torch.randn(4, 3, 8, 8), torch.randn(4, 3, 8, 8)
+    with torch.no_grad():
+        y1, y1b, y2 = f(x, z1), f(x, z1), f(x, z2)
+    assert y1.shape == (4, 3, 32, 32)
+    assert float(y1.min()) >= 0 and float(y1.max()) <= 1
+    torch.testing.assert_close(y1, y1b)  # no hidden randomness: same (x, z) -> same y
+    assert float((y1 - y2).abs().max()) > 1e-4
+
+
+@pytest.mark.parametrize("norm", ["perloc", "batch", "instance", "none"])
+def test_unet_norm_choices_build_and_run(norm):
+    f = build_filter("unet", size=16, base=4, depth=2, noise_channels=1, norm=norm)
+    y = f(torch.randn(2, 3, 16, 16), torch.randn(2, *f.noise_shape))
+    assert y.shape == (2, 3, 16, 16)
+    if norm == "perloc":
+        assert not any(n.endswith(".bias") for n, _ in f.named_parameters() if "down" in n or "dec" in n)
+
+
+def test_default_unet_is_small():
+    assert count_parameters(build_filter("unet", size=64)) < 400_000
+
+
+def test_per_location_norm_uses_batch_stats_in_training_and_running_stats_in_eval():
+    norm = PerLocationNorm(2, 3, 3, momentum=1.0)
+    x = torch.randn(16, 2, 3, 3) * 3 + 5
+    y = norm(x)
+    torch.testing.assert_close(y.mean(0), torch.zeros(2, 3, 3), atol=1e-5, rtol=0)
+    torch.testing.assert_close(y.var(0, unbiased=False), torch.ones(2, 3, 3), atol=1e-3, rtol=0)
+    norm.eval()
+    one = norm(x[:1])  # with momentum 1 the running stats are this batch's (unbiased variance)
+    expected = (x[:1] - x.mean(0)) / torch.sqrt(x.var(0, unbiased=True) + 1e-5)
+    torch.testing.assert_close(one, expected, atol=1e-5, rtol=1e-5)
+    assert len(list(norm.parameters())) == 0
+
+
+def test_lite_filter_is_the_fused_kernel_formula():
+    f = build_filter("lite", size=8, init_sigma=0.1)
+    with torch.no_grad():
+        f.scale.uniform_(0.5, 1.5)
+        f.shift.uniform_(-0.2, 0.2)
+    m = f.maps()
+    assert set(m) == {"scale", "shift", "sigma"} and all(v.shape == (3, 8, 8) and v.dtype == np.float32 for v in m.values())
+    np.testing.assert_allclose(m["sigma"], 0.1, rtol=1e-5)
+    x, z = torch.rand(2, 3, 8, 8), torch.randn(2, 3, 8, 8)
+    want = np.clip(x.numpy() * m["scale"] + m["shift"] + m["sigma"] * z.numpy(), 0, 1)
+    np.testing.assert_allclose(f(x, z).detach().numpy(), want, atol=1e-6)
+
+
+def test_estimators_shapes():
+    assert SmallResNet(3, 4)(torch.rand(2, 3, 16, 16)).shape == (2, 3)
+    assert ReconstructionDecoder(8)(torch.rand(2, 3, 16, 16)).shape == (2, 3, 16, 16)
+    g = SecretGenerator(size=16, num_classes=2, base=4, depth=2, noise_channels=2)
+    out = g(torch.rand(2, 3, 16, 16), torch.tensor([0, 1]), torch.randn(2, *g.noise_shape))
+    assert out.shape == (2, 3, 16, 16)
+
+
+def test_build_filter_errors():
+    with pytest.raises(InputError, match="unknown filter kind"):
+        build_filter("vit")
+    with pytest.raises(InputError, match="divisible"):
+        build_filter("unet", size=20, depth=3)
+    with pytest.raises(InputError, match="unknown normalization"):
+        build_filter("unet", size=16, depth=2, norm="layer")
+    with pytest.raises(InputError, match="bad architecture"):
+        build_filter("lite", size=8, colour="rgb")
+
+
+def test_checkpoint_round_trip_and_format(tmp_path):
+    f = build_filter("unet", size=16, base=4, depth=2, noise_channels=2)
+    mean, std = np.full((3, 16, 16), 0.5, np.float32), np.full((3, 16, 16), 0.2, np.float32)
+    ck = make_checkpoint(method="aioi", hyperparameters={"lam": 10.0}, config={"a": 1}, epoch=3, step=30,
+                         kind="unet", arch={"size": 16, "base": 4, "depth": 2, "noise_channels": 2},
+                         filter_module=f, size=16, secret=["smile"], utility=["gender"], data={"name": "x"},
+                         norm_mean=mean, norm_std=std)
+    path = save_checkpoint(ck, tmp_path / "filter.pt")
+    module, back = load_filter(path)
+    assert back["format"] == "privsdk-checkpoint/1" and back["noise_inputs"] == [{"name": "noise", "shape": [2, 4, 4]}]
+    assert back["input"] == {"height": 16, "width": 16, "colour_order": "RGB"}
+    assert not module.training
+    f.eval()
+    x, z = torch.randn(1, 3, 16, 16), torch.randn(1, 2, 4, 4)
+    torch.testing.assert_close(module(x, z), f(x, z))
+    export_ck = pytest.importorskip("privsdk.export.checkpoint")
+    export_ck.validate_checkpoint(back, str(path))  # the export part accepts it
+    (tmp_path / "junk.pt").write_bytes(b"junk")
+    with pytest.raises(InputError, match="cannot be read"):
+        read_checkpoint(tmp_path / "junk.pt")
+    with pytest.raises(InputError, match="needs the per-location norm"):
+        make_checkpoint(method="aioi", hyperparameters={}, config={}, epoch=0, step=0, kind="unet", arch={},
+                        filter_module=f, size=16, secret=[], utility=[], data={})
+
+
+def test_per_location_norm_under_bfloat16_autocast_keeps_float32_statistics():
+    f = build_filter("unet", size=16, base=4, depth=2, noise_channels=1, norm="perloc")
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = f(torch.randn(4, 3, 16, 16), torch.randn(4, *f.noise_shape))
+    assert y.shape == (4, 3, 16, 16)
+    norms = [m for m in f.modules() if isinstance(m, PerLocationNorm)]
+    assert norms and all(m.running_mean.dtype == torch.float32 for m in norms)
+    assert any(float(m.running_mean.abs().sum()) > 0 for m in norms)

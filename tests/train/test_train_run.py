@@ -1,0 +1,168 @@
+"""A whole training run on real faces: its files, exact resume, the config system, the CLI."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+cv2 = pytest.importorskip("cv2")
+pytest.importorskip("yaml")
+
+from privsdk.errors import InputError
+from privsdk.train.checkpoint import load_filter
+from privsdk.train.config import load_config, save_config
+from privsdk.train.data import FaceSet
+from privsdk.train.trainer import Trainer
+
+SIZE = 16
+
+
+@pytest.fixture(scope="module")
+def faceset(lfw_faces):
+    imgs = np.stack([cv2.cvtColor(cv2.resize(f, (SIZE, SIZE), interpolation=cv2.INTER_AREA), cv2.COLOR_GRAY2RGB)
+                     for f in lfw_faces[:48]])
+    s = (np.arange(48) % 2).astype(np.int64)
+    u = ((np.arange(48) // 2) % 2).astype(np.int64)
+    imgs[s == 1, 10:13] = 0
+    imgs[u == 1, :, :2, 0] = 255
+    return FaceSet(imgs, {"smile": s, "gender": u}, [f"lfw{i}" for i in range(48)], "lfw-fixture")
+
+
+def _cfg(epochs, kind="unet", method="aioi", extra=()):
+    arch = "{base: 4, depth: 2, noise_channels: 2}" if kind == "unet" else "{}"
+    return load_config(None, [f"method.name={method}", f"data.size={SIZE}", "data.utility=[gender]",
+                              f"filter.kind={kind}", f"filter.arch={arch}", f"train.epochs={epochs}",
+                              "train.batch_size=8", "train.pretrain_epochs=1", "train.estimator_width=4",
+                              "train.device=cpu", "train.max_steps_per_epoch=3", "train.warmup_steps=2", *extra])
+
+
+def test_run_writes_everything_and_resumes_exactly(faceset, tmp_path):
+    full = Trainer(_cfg(2, method="filtergen"), tmp_path / "full", dataset=faceset).run()
+    for name in ("filter.pt", "last.pt", "splits.json", "config.yaml", "log.csv", "curves.png",
+                 "utility_gender.pt", "fixed_secret.pt", "generator.pt"):
+        assert (tmp_path / "full" / name).is_file(), name
+    module, ck = load_filter(full)
+    assert ck["method"] == "filtergen" and ck["epoch"] == 2 and ck["secret"] == ["smile"]
+    assert ck["utility"] == ["gender"] and ck["norm"]["mean"].shape == (3, SIZE, SIZE)
+    assert ck["config"]["train"]["epochs"] == 2 and "resume" not in ck
+    assert ck["hyperparameters"]["eps"] == 0.01
+    splits = json.loads((tmp_path / "full/splits.json").read_text())["splits"]
+    assert sum(len(v) for v in splits.values()) == 48
+    lines = (tmp_path / "full/log.csv").read_text().strip().splitlines()
+    assert len(lines) == 3 and "val_attacker_bacc" in lines[0] and "val_utility_gender_bacc" in lines[0]
+
+    Trainer(_cfg(2, method="filtergen"), tmp_path / "part", dataset=faceset).run(max_epochs=1)  # "interrupted"
+    assert torch.load(tmp_path / "part/last.pt", weights_only=False)["epoch"] == 1
+    # same run dir, more epochs, resume: must land on the uninterrupted run's weights
+    resumed = Trainer(_cfg(2, method="filtergen"), tmp_path / "part", resume=True, dataset=faceset).run()
+    a = torch.load(full, weights_only=False)["filter"]["state_dict"]
+    b = torch.load(resumed, weights_only=False)["filter"]["state_dict"]
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], atol=1e-6, rtol=0, msg=k)
+    assert len((tmp_path / "part/log.csv").read_text().strip().splitlines()) == 3
+
+
+def test_lite_run_keeps_maps_in_checkpoint(faceset, tmp_path):
+    path = Trainer(_cfg(1, kind="lite", method="maxent"), tmp_path / "lite", dataset=faceset).run()
+    module, ck = load_filter(path)
+    maps = module.maps()
+    assert ck["filter"]["kind"] == "lite" and maps["sigma"].shape == (3, SIZE, SIZE)
+    assert (maps["sigma"] > 0).all() and np.isfinite(maps["scale"]).all()
+    assert "noise_inputs" not in ck
+
+
+def test_resume_without_last_checkpoint_is_refused(faceset, tmp_path):
+    with pytest.raises(InputError, match="cannot resume"):
+        Trainer(_cfg(1), tmp_path / "empty", resume=True, dataset=faceset).run()
+
+
+def test_config_file_overrides_and_round_trip(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text("method:\n  name: labelflip\n  params: {alpha: 2.0}\ntrain:\n  lr: 1e-4\n  epochs: 3\n")
+    cfg = load_config(f, ["train.epochs=5", "method.params.utility_mode=variance", "data.utility=[yaw, pitch]"])
+    assert cfg.method.name == "labelflip" and cfg.train.epochs == 5 and cfg.train.lr == pytest.approx(1e-4)
+    assert cfg.method.params == {"alpha": 2.0, "utility_mode": "variance"}
+    assert cfg.data.utility == ["yaw", "pitch"]
+    save_config(cfg, tmp_path / "saved.yaml")
+    again = load_config(tmp_path / "saved.yaml")
+    assert again.to_dict() == cfg.to_dict()
+    with pytest.raises(InputError, match="unknown config key train.learning_rate"):
+        load_config(None, ["train.learning_rate=1"])
+    with pytest.raises(InputError, match="method.name"):
+        load_config(None, ["method.name=gan"])
+    with pytest.raises(InputError, match="no '='"):
+        load_config(None, ["train.lr"])
+    with pytest.raises(InputError, match="does not exist"):
+        load_config(tmp_path / "missing.yaml")
+
+
+def test_shipped_configs_load():
+    from pathlib import Path
+
+    configs = sorted((Path(__file__).resolve().parents[2] / "configs").glob("*.yaml"))
+    assert configs, "configs/*.yaml expected"
+    for c in configs:
+        load_config(c)
+
+
+def test_cli_print_config(capsys):
+    from privsdk.cli import main
+
+    assert main(["train", "--set", "train.epochs=7", "--method", "maxent", "--print-config"]) == 0
+    out = capsys.readouterr().out
+    assert "epochs: 7" in out and "name: maxent" in out
+
+
+def test_pose_and_identity_terms_with_frozen_models(faceset, tmp_path):
+    rng = np.random.default_rng(0)
+    labels = dict(faceset.labels)
+    for k in ("yaw", "pitch", "roll"):
+        labels[k] = rng.normal(0, 0.2, len(faceset)).astype(np.float32)
+    ds = FaceSet(faceset.images, labels, faceset.paths, "lfw-pose")
+
+    class Descriptor(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 4, 3, stride=2)
+
+        def forward(self, x):
+            return self.conv(x).mean(dim=(2, 3))
+
+    exported = torch.export.export(Descriptor().eval(), (torch.rand(2, 3, SIZE, SIZE),),
+                                   dynamic_shapes={"x": {0: torch.export.Dim("batch")}})
+    torch.export.save(exported, str(tmp_path / "descriptor.pt2"))
+    cfg = _cfg(1, kind="lite", method="aioi",
+               extra=["losses.pose_weight=1.0", "losses.identity_weight=1.0",
+                      f"losses.identity_model={tmp_path / 'descriptor.pt2'}", "data.utility=[yaw]"])
+    path = Trainer(cfg, tmp_path / "pose", dataset=ds).run()
+    assert (tmp_path / "pose/pose.pt").is_file() and (tmp_path / "pose/utility_yaw.pt").is_file()
+    header = (tmp_path / "pose/log.csv").read_text().splitlines()[0]
+    for col in ("train_pose_mse", "train_identity_dist2", "val_pose_change_mae", "val_utility_yaw_mae"):
+        assert col in header, col
+    assert torch.load(path, weights_only=False)["utility"] == ["yaw", "pose", "identity"]
+    with pytest.raises(InputError, match="pose_model or a data set"):
+        Trainer(_cfg(1, kind="lite", extra=["losses.pose_weight=1.0"]), tmp_path / "nopose", dataset=faceset).run()
+
+
+def test_cli_trains_from_a_real_layout_on_disk(lfw_faces, tmp_path):
+    from privsdk.cli import main
+
+    for i, face in enumerate(lfw_faces[:40]):
+        img = cv2.resize(face, (SIZE, SIZE), interpolation=cv2.INTER_AREA)
+        folder = "positives/positives7" if i % 3 == 0 else "negatives/negatives7"
+        if i % 3 == 0:
+            img[10:13] = 0
+        path = tmp_path / "smile" / "SMILEs" / folder / f"{i}.jpg"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(path), img)
+    rc = main(["-q", "train", "--method", "labelflip", "--data", str(tmp_path / "smile"), "--out", str(tmp_path / "run"),
+               "--set", f"data.size={SIZE}", "--set", "filter.arch={base: 4, depth: 2, noise_channels: 1}",
+               "--set", "train.epochs=1", "--set", "train.batch_size=8", "--set", "train.pretrain_epochs=1",
+               "--set", "train.estimator_width=4", "--set", "train.device=cpu", "--set", "train.max_steps_per_epoch=2",
+               "--set", "method.params.utility_mode=variance"])
+    assert rc == 0
+    module, ck = load_filter(tmp_path / "run/filter.pt")
+    assert ck["method"] == "labelflip" and ck["data"]["n_images"] == 40
+    assert ck["data"]["secret_prior"][1] == pytest.approx(14 / 40, abs=0.05)

@@ -1,0 +1,292 @@
+"""The networks of training: filters (stochastic U-Net, lite) and the estimators.
+
+Filters (``build_filter(kind, **arch)``, CONTRIBUTING.md):
+
+- ``"unet"`` -- :class:`StochasticUNet` (papers 000 and 002): ``forward(image, noise)``
+  with ``image`` the per-location normalized input N×3×H×W and ``noise`` an
+  explicit N(0, 1) input N×C×h×w concatenated at the bottleneck
+  (``module.noise_shape == (C, h, w)``); sigmoid output, RGB in [0, 1]. There is
+  no random op in the graph, so it exports to ONNX / TensorRT with the noise as
+  an input the runtime fills.
+- ``"lite"`` -- :class:`LiteFilter`: a learned per-location affine map plus a
+  learned per-location noise σ, ``forward(x01, z) = clamp(x01·scale + shift + σ·z, 0, 1)``;
+  ``maps()`` gives the maps the fused kernel runs.
+
+Normalization choices inside the U-Net (``norm=``): ``"perloc"`` (paper 003:
+per-location mean/variance over the batch, no affine parameters and no biases,
+running statistics at inference, which export as element-wise constants),
+``"batch"``, ``"instance"``, ``"none"``.
+
+Estimators: :class:`SmallResNet` (classifier or regressor on x01 images, used as
+attacker, frozen utility model and pose regressor), :class:`ReconstructionDecoder`
+(paper 004's adversary) and :class:`SecretGenerator` (paper 002's generator).
+
+Example::
+
+    import torch
+    from privsdk.train.networks import build_filter
+    f = build_filter("unet", size=64)
+    y = f(torch.zeros(2, 3, 64, 64), torch.randn(2, *f.noise_shape))   # 2×3×64×64 in [0, 1]
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Dict, Tuple
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from privsdk.errors import InputError
+
+NORMS = ("perloc", "batch", "instance", "none")
+FILTER_KINDS = ("unet", "lite")
+
+
+class PerLocationNorm(nn.Module):
+    """Per-location normalization without biases (paper 003).
+
+    Training: each (channel, y, x) location is normalized by the mean and
+    variance of that location over the batch; running estimates are kept.
+    Inference: ``(x − running_mean) · running_invstd``, element-wise constants
+    (exports as Sub/Mul). No learned affine, no bias.
+    """
+
+    def __init__(self, channels: int, height: int, width: int, momentum: float = 0.1, eps: float = 1e-5):
+        super().__init__()
+        self.momentum = float(momentum)
+        self.eps = float(eps)
+        self.register_buffer("running_mean", torch.zeros(1, channels, height, width))
+        self.register_buffer("running_var", torch.ones(1, channels, height, width))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training and x.shape[0] > 1:
+            xf = x.float()  # statistics in float32, also under autocast
+            mean = xf.mean(dim=0, keepdim=True)
+            var = xf.var(dim=0, unbiased=False, keepdim=True)
+            with torch.no_grad():
+                n = x.shape[0]
+                self.running_mean.lerp_(mean.detach(), self.momentum)
+                self.running_var.lerp_(var.detach() * n / (n - 1), self.momentum)
+            return ((xf - mean) * torch.rsqrt(var + self.eps)).to(x.dtype)
+        return (x - self.running_mean.to(x.dtype)) * torch.rsqrt(self.running_var + self.eps).to(x.dtype)
+
+
+def _norm(kind: str, channels: int, hw: int) -> nn.Module:
+    if kind == "perloc":
+        return PerLocationNorm(channels, hw, hw)
+    if kind == "batch":
+        return nn.BatchNorm2d(channels)
+    if kind == "instance":
+        return nn.InstanceNorm2d(channels, affine=True)
+    if kind == "none":
+        return nn.Identity()
+    raise InputError(f"unknown normalization {kind!r}; expected one of {list(NORMS)}")
+
+
+class _ConvBlock(nn.Sequential):
+    """conv3×3 → norm → LeakyReLU, twice. Convs carry no bias when a norm follows."""
+
+    def __init__(self, cin: int, cout: int, norm: str, hw: int):
+        bias = norm == "none"
+        super().__init__(
+            nn.Conv2d(cin, cout, 3, padding=1, bias=bias), _norm(norm, cout, hw), nn.LeakyReLU(0.2, inplace=True),
+            nn.Conv2d(cout, cout, 3, padding=1, bias=bias), _norm(norm, cout, hw), nn.LeakyReLU(0.2, inplace=True),
+        )
+
+
+class StochasticUNet(nn.Module):
+    """A small U-Net filter q(x, z): normalized image + explicit bottleneck noise → RGB in [0, 1].
+
+    Args:
+        size: input height = width (a multiple of 2**depth).
+        in_channels: image channels (3).
+        base: channels of the first level; level i has base·2**i.
+        depth: number of down-samplings.
+        noise_channels: channels of the N(0, 1) noise concatenated at the bottleneck.
+        norm: one of ``perloc``, ``batch``, ``instance``, ``none``.
+        extra_channels: extra constant input channels concatenated to the image (e.g. the
+            one-hot secret of paper 002's generator); 0 for a filter.
+    """
+
+    def __init__(self, size: int = 64, in_channels: int = 3, base: int = 8, depth: int = 3,
+                 noise_channels: int = 8, norm: str = "perloc", extra_channels: int = 0):
+        super().__init__()
+        if norm not in NORMS:
+            raise InputError(f"unknown normalization {norm!r}; expected one of {list(NORMS)}")
+        if depth < 1 or size % (2 ** depth):
+            raise InputError(f"U-Net size {size} must be divisible by 2**depth = {2 ** depth}")
+        if noise_channels < 1:
+            raise InputError(f"noise_channels is {noise_channels}; expected at least 1 (the filter is stochastic)")
+        self.size, self.depth = int(size), int(depth)
+        self.extra_channels = int(extra_channels)
+        chans = [base * 2 ** i for i in range(depth + 1)]
+        self.down = nn.ModuleList()
+        self.pool = nn.ModuleList()
+        cin = in_channels + extra_channels
+        for i in range(depth):
+            self.down.append(_ConvBlock(cin, chans[i], norm, size >> i))
+            self.pool.append(nn.Conv2d(chans[i], chans[i], 2, stride=2))
+            cin = chans[i]
+        bottom = size >> depth
+        self.noise_shape: Tuple[int, int, int] = (int(noise_channels), bottom, bottom)
+        self.bottleneck = _ConvBlock(chans[depth - 1] + noise_channels, chans[depth], norm, bottom)
+        self.up = nn.ModuleList()
+        self.dec = nn.ModuleList()
+        for i in reversed(range(depth)):
+            self.up.append(nn.ConvTranspose2d(chans[i + 1], chans[i], 2, stride=2))
+            self.dec.append(_ConvBlock(2 * chans[i], chans[i], norm, size >> i))
+        self.head = nn.Conv2d(chans[0], 3, 1)
+
+    def forward(self, image: torch.Tensor, noise: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
+        x = image if extra is None else torch.cat([image, extra], dim=1)
+        skips = []
+        for block, pool in zip(self.down, self.pool):
+            x = block(x)
+            skips.append(x)
+            x = pool(x)
+        x = self.bottleneck(torch.cat([x, noise.to(x.dtype)], dim=1))
+        for up, block, skip in zip(self.up, self.dec, reversed(skips)):
+            x = block(torch.cat([up(x), skip], dim=1))
+        return torch.sigmoid(self.head(x))
+
+
+def _inv_softplus(y: float) -> float:
+    return y + math.log(-math.expm1(-y))
+
+
+class LiteFilter(nn.Module):
+    """Per-location affine + per-location noise: ``clamp(x01·scale + shift + σ·z, 0, 1)``.
+
+    Exactly what the fused kernel runs (pre with these maps, then post's clamp).
+    σ = softplus(σ_raw) stays positive.
+
+    Args:
+        size: height = width of the maps.
+        channels: 3.
+        init_sigma: the initial noise standard deviation.
+    """
+
+    def __init__(self, size: int = 64, channels: int = 3, init_sigma: float = 0.05):
+        super().__init__()
+        if init_sigma <= 0:
+            raise InputError(f"init_sigma is {init_sigma}; expected > 0")
+        self.size = int(size)
+        self.noise_shape: Tuple[int, int, int] = (channels, self.size, self.size)
+        self.scale = nn.Parameter(torch.ones(1, channels, self.size, self.size))
+        self.shift = nn.Parameter(torch.zeros(1, channels, self.size, self.size))
+        self.sigma_raw = nn.Parameter(torch.full((1, channels, self.size, self.size), _inv_softplus(init_sigma)))
+
+    def sigma(self) -> torch.Tensor:
+        return F.softplus(self.sigma_raw)
+
+    def forward(self, image: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        return torch.clamp(image * self.scale + self.shift + self.sigma() * noise, 0.0, 1.0)
+
+    @torch.no_grad()
+    def maps(self) -> Dict[str, np.ndarray]:
+        """The fused kernel's ``scale``, ``shift``, ``sigma`` maps, 3×H×W float32 numpy."""
+        return {"scale": self.scale[0].detach().cpu().float().numpy().copy(),
+                "shift": self.shift[0].detach().cpu().float().numpy().copy(),
+                "sigma": self.sigma()[0].detach().cpu().float().numpy().copy()}
+
+
+def build_filter(kind: str, **arch: Any) -> nn.Module:
+    """Build a filter network: ``kind`` ``"unet"`` (:class:`StochasticUNet`) or ``"lite"`` (:class:`LiteFilter`).
+
+    ``arch`` are the class's keyword arguments; they are stored in the checkpoint
+    so that ``build_filter(ckpt["filter"]["kind"], **ckpt["filter"]["arch"])`` rebuilds it.
+    """
+    if kind == "unet":
+        cls = StochasticUNet
+    elif kind == "lite":
+        cls = LiteFilter
+    else:
+        raise InputError(f"unknown filter kind {kind!r}; expected one of {list(FILTER_KINDS)}")
+    try:
+        return cls(**arch)
+    except TypeError as exc:
+        raise InputError(f"bad architecture arguments for a {kind!r} filter: {exc}; "
+                         f"expected keywords of {cls.__name__}") from None
+
+
+# ----------------------------------------------------------------------------- estimators
+
+class _ResBlock(nn.Module):
+    def __init__(self, cin: int, cout: int, stride: int):
+        super().__init__()
+        self.c1 = nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False)
+        self.b1 = nn.BatchNorm2d(cout)
+        self.c2 = nn.Conv2d(cout, cout, 3, padding=1, bias=False)
+        self.b2 = nn.BatchNorm2d(cout)
+        self.skip = (nn.Sequential(nn.Conv2d(cin, cout, 1, stride=stride, bias=False), nn.BatchNorm2d(cout))
+                     if stride != 1 or cin != cout else nn.Identity())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.relu(self.b1(self.c1(x)))
+        return F.relu(self.b2(self.c2(y)) + self.skip(x))
+
+
+class SmallResNet(nn.Module):
+    """A small ResNet on x01 RGB images: classifier (``outputs`` logits) or regressor (``outputs`` values).
+
+    Args:
+        outputs: number of classes (logits) or of regression targets.
+        width: channels of the first stage (stages have width, 2·width, 4·width).
+        in_channels: input channels.
+    """
+
+    def __init__(self, outputs: int = 2, width: int = 16, in_channels: int = 3):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(in_channels, width, 3, padding=1, bias=False),
+                                  nn.BatchNorm2d(width), nn.ReLU(inplace=True))
+        self.stages = nn.Sequential(_ResBlock(width, width, 1), _ResBlock(width, 2 * width, 2),
+                                    _ResBlock(2 * width, 4 * width, 2))
+        self.fc = nn.Linear(4 * width, outputs)
+
+    def features(self, x01: torch.Tensor) -> torch.Tensor:
+        """Pooled features (N × 4·width)."""
+        x = self.stages(self.stem((x01 - 0.5) * 4.0))
+        return x.mean(dim=(2, 3))
+
+    def forward(self, x01: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.features(x01))
+
+
+class ReconstructionDecoder(nn.Module):
+    """Paper 004's adversary: reconstructs the raw image (x01) from the filtered one."""
+
+    def __init__(self, width: int = 32, channels: int = 3):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Conv2d(channels, width, 3, padding=1), nn.ReLU(inplace=True),
+            nn.Conv2d(width, 2 * width, 3, stride=2, padding=1), nn.ReLU(inplace=True),
+            nn.Conv2d(2 * width, 2 * width, 3, padding=1), nn.ReLU(inplace=True),
+            nn.ConvTranspose2d(2 * width, width, 2, stride=2), nn.ReLU(inplace=True),
+            nn.Conv2d(width, channels, 3, padding=1), nn.Sigmoid())
+
+    def forward(self, y01: torch.Tensor) -> torch.Tensor:
+        return self.net(y01)
+
+
+class SecretGenerator(nn.Module):
+    """Paper 002's generator: filtered image + a sampled secret s' (one-hot planes) + noise → image."""
+
+    def __init__(self, size: int = 64, num_classes: int = 2, base: int = 16, depth: int = 3,
+                 noise_channels: int = 8, norm: str = "batch"):
+        super().__init__()
+        self.num_classes = int(num_classes)
+        self.unet = StochasticUNet(size=size, base=base, depth=depth, noise_channels=noise_channels, norm=norm,
+                                   extra_channels=num_classes)
+        self.noise_shape = self.unet.noise_shape
+
+    def forward(self, y01: torch.Tensor, s_prime: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        onehot = F.one_hot(s_prime.long(), self.num_classes).to(y01.dtype)
+        planes = onehot[:, :, None, None].expand(-1, -1, y01.shape[2], y01.shape[3])
+        return self.unet((y01 - 0.5) * 4.0, noise, extra=planes)
+
+
+def count_parameters(module: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <system_error>
@@ -25,6 +26,9 @@
 #if defined(__linux__)
 #include <sys/random.h>
 #endif
+#if defined(__unix__) || defined(__APPLE__)
+#include <pthread.h>
+#endif
 #if defined(__SSE2__)
 #include <emmintrin.h>
 #endif
@@ -38,8 +42,63 @@
 #define PRIVSDK_CLONES
 #endif
 
+#if defined(__GNUC__) && defined(__x86_64__) && defined(__SSE2__) && !defined(PRIVSDK_NO_AVX2)
+#define PRIVSDK_AVX2 1
+#include <immintrin.h>
+#else
+#define PRIVSDK_AVX2 0
+#endif
+
 namespace privsdk {
 namespace {
+
+#if PRIVSDK_AVX2
+// Runtime dispatch (portable builds): the CPU's AVX2 is checked once.
+bool cpu_has_avx2() {
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx2");
+}
+const bool kHaveAvx2 = cpu_has_avx2();
+
+// Philox4x32-10 of 8 blocks per step (nb rounded up to a multiple of 8; the
+// arrays hold kMaxBlocks): the same integer operations as philox_block, with
+// the 32x32->64 products of even and odd lanes from two vpmuludq.
+__attribute__((target("avx2"))) void philox_words_avx2(std::uint32_t block, std::uint32_t id, std::uint32_t c2,
+                                                       std::uint32_t c3, std::uint32_t k0, std::uint32_t k1,
+                                                       std::size_t nb, std::uint32_t* w0, std::uint32_t* w1,
+                                                       std::uint32_t* w2, std::uint32_t* w3) {
+  const __m256i m0 = _mm256_set1_epi32(static_cast<int>(detail::kPhiloxM0));
+  const __m256i m1 = _mm256_set1_epi32(static_cast<int>(detail::kPhiloxM1));
+  const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  for (std::size_t b = 0; b < nb; b += 8) {
+    __m256i x0 = _mm256_add_epi32(_mm256_set1_epi32(static_cast<int>(block + static_cast<std::uint32_t>(b))), lanes);
+    __m256i x1 = _mm256_set1_epi32(static_cast<int>(id));
+    __m256i x2 = _mm256_set1_epi32(static_cast<int>(c2));
+    __m256i x3 = _mm256_set1_epi32(static_cast<int>(c3));
+    std::uint32_t r0 = k0, r1 = k1;
+    for (int r = 0; r < 10; ++r) {
+      const __m256i pe0 = _mm256_mul_epu32(x0, m0), po0 = _mm256_mul_epu32(_mm256_srli_epi64(x0, 32), m0);
+      const __m256i pe1 = _mm256_mul_epu32(x2, m1), po1 = _mm256_mul_epu32(_mm256_srli_epi64(x2, 32), m1);
+      const __m256i lo0 = _mm256_blend_epi32(pe0, _mm256_slli_epi64(po0, 32), 0xAA);
+      const __m256i hi0 = _mm256_blend_epi32(_mm256_srli_epi64(pe0, 32), po0, 0xAA);
+      const __m256i lo1 = _mm256_blend_epi32(pe1, _mm256_slli_epi64(po1, 32), 0xAA);
+      const __m256i hi1 = _mm256_blend_epi32(_mm256_srli_epi64(pe1, 32), po1, 0xAA);
+      const __m256i n0 = _mm256_xor_si256(_mm256_xor_si256(hi1, x1), _mm256_set1_epi32(static_cast<int>(r0)));
+      const __m256i n2 = _mm256_xor_si256(_mm256_xor_si256(hi0, x3), _mm256_set1_epi32(static_cast<int>(r1)));
+      x1 = lo1;
+      x3 = lo0;
+      x0 = n0;
+      x2 = n2;
+      r0 += detail::kPhiloxW0;
+      r1 += detail::kPhiloxW1;
+    }
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(w0 + b), x0);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(w1 + b), x1);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(w2 + b), x2);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(w3 + b), x3);
+  }
+}
+#endif
 
 // ------------------------------------------------------------------ helpers
 
@@ -78,7 +137,7 @@ struct MapScan {
   bool non_finite, negative, nonzero;
 };
 
-MapScan scan_map(const float* m, std::size_t n) {
+PRIVSDK_CLONES MapScan scan_map(const float* m, std::size_t n) {
   const std::uint32_t* bits = reinterpret_cast<const std::uint32_t*>(m);
   std::uint32_t special = 0, neg = 0, any = 0;
   for (std::size_t i = 0; i < n; ++i) {
@@ -115,8 +174,8 @@ int resolve_threads(int threads, std::int64_t rows, std::size_t work) {
 // depend on which thread ran what, and a helper thread that the OS starts late
 // (a busy machine) is never waited for: the caller claims the remaining chunks
 // itself, closes the job and waits only for helpers that are running a chunk.
-// Helpers are detached and share the job's state, never the caller's stack,
-// once the job is closed.
+// Helpers (threads of HelperPool, below) share the job's state, never the
+// caller's stack, once the job is closed.
 struct ChunkJob {
   std::function<void(std::int64_t)> body;
   std::int64_t chunks = 0;
@@ -140,6 +199,87 @@ struct ChunkJob {
   }
 };
 
+// A persistent pool of helper threads (started lazily, never joined: it lives
+// until the process exits). A kernel call posts one ticket per helper it
+// wants; a helper that takes a ticket of a job that is already closed drops it.
+// So the caller never waits for a helper that is busy elsewhere or not yet
+// scheduled, and a process that forks (whose child has no helpers) still
+// finishes every call on the calling thread.
+class HelperPool {
+ public:
+  static HelperPool& instance() {
+    static const bool registered = register_fork_handler();
+    (void)registered;
+    HelperPool* pool = current().load(std::memory_order_acquire);
+    if (pool == nullptr) {
+      HelperPool* fresh = new HelperPool();  // leaked on purpose: no join at exit
+      if (current().compare_exchange_strong(pool, fresh, std::memory_order_acq_rel)) return *fresh;
+      delete fresh;  // another thread installed one first
+    }
+    return *pool;
+  }
+
+  /// Hand `job` to up to `helpers` helper threads; returns how many tickets were posted.
+  int post(const std::shared_ptr<ChunkJob>& job, int helpers) {
+    std::lock_guard<std::mutex> g(lock_);
+    while (threads_ < helpers && threads_ < kMaxHelpers) {
+      try {
+        std::thread([this] { loop(); }).detach();
+        ++threads_;
+      } catch (const std::system_error&) {
+        break;  // no more threads available: the caller does the rest
+      }
+    }
+    const int posted = std::min(helpers, threads_);
+    for (int t = 0; t < posted; ++t) tickets_.push_back(job);
+    if (posted == 1) wake_.notify_one();
+    else if (posted > 1) wake_.notify_all();
+    return posted;
+  }
+
+ private:
+  static constexpr int kMaxHelpers = 256;
+
+  static std::atomic<HelperPool*>& current() {
+    static std::atomic<HelperPool*> pool{nullptr};
+    return pool;
+  }
+
+  // A forked child has none of the parent's helper threads (and maybe a
+  // locked queue): it starts a fresh pool on its next parallel call.
+  static bool register_fork_handler() {
+#if defined(__unix__) || defined(__APPLE__)
+    pthread_atfork(nullptr, nullptr, [] { current().store(nullptr, std::memory_order_relaxed); });
+#endif
+    return true;
+  }
+
+  void loop() {
+    for (;;) {
+      std::shared_ptr<ChunkJob> job;
+      {
+        std::unique_lock<std::mutex> g(lock_);
+        wake_.wait(g, [this] { return !tickets_.empty(); });
+        job = std::move(tickets_.front());
+        tickets_.pop_front();
+      }
+      {
+        std::lock_guard<std::mutex> g(job->lock);
+        if (job->closed) continue;
+        ++job->active;
+      }
+      job->drain();
+      std::lock_guard<std::mutex> g(job->lock);
+      if (--job->active == 0) job->idle.notify_all();
+    }
+  }
+
+  std::mutex lock_;
+  std::condition_variable wake_;
+  std::deque<std::shared_ptr<ChunkJob>> tickets_;
+  int threads_ = 0;
+};
+
 template <typename Body>
 void parallel_chunks(int n, std::int64_t chunks, Body body) {
   if (n <= 1 || chunks <= 1) {
@@ -149,22 +289,7 @@ void parallel_chunks(int n, std::int64_t chunks, Body body) {
   auto job = std::make_shared<ChunkJob>();
   job->body = body;
   job->chunks = chunks;
-  for (int t = 1; t < n; ++t) {
-    try {
-      std::thread([job] {
-        {
-          std::lock_guard<std::mutex> g(job->lock);
-          if (job->closed) return;
-          ++job->active;
-        }
-        job->drain();
-        std::lock_guard<std::mutex> g(job->lock);
-        if (--job->active == 0) job->idle.notify_all();
-      }).detach();
-    } catch (const std::system_error&) {
-      break;  // no more threads available: the caller does the rest
-    }
-  }
+  HelperPool::instance().post(job, static_cast<int>(std::min<std::int64_t>(n - 1, chunks - 1)));
   job->drain();
   std::unique_lock<std::mutex> g(job->lock);
   job->closed = true;
@@ -266,7 +391,14 @@ PRIVSDK_CLONES void philox_normals(std::uint64_t key, std::uint32_t tensor_id, s
   while (done < n) {
     const std::size_t want = n - done + skip;
     const std::size_t nb = std::min<std::size_t>(B, (want + 3) / 4);
-    detail::philox_normals_blocks(static_cast<std::uint32_t>(block), tensor_id, c2, c3, k0, k1, nb, z);
+    alignas(32) std::uint32_t w0[B], w1[B], w2[B], w3[B];
+#if PRIVSDK_AVX2
+    if (kHaveAvx2)
+      philox_words_avx2(static_cast<std::uint32_t>(block), tensor_id, c2, c3, k0, k1, nb, w0, w1, w2, w3);
+    else
+#endif
+      detail::philox_words_blocks(static_cast<std::uint32_t>(block), tensor_id, c2, c3, k0, k1, nb, w0, w1, w2, w3);
+    detail::box_muller_blocks(w0, w1, w2, w3, nb, z);
     const std::size_t take = std::min(nb * 4 - skip, n - done);
     std::memcpy(dst + done, z + skip, take * sizeof(float));
     done += take;
@@ -409,6 +541,10 @@ struct PrePlan {
   std::int64_t ch[3];  // byte offset of the source channel of output channel c
   std::size_t vector_cols;           // columns that may use 4-byte pixel loads (0: none)
   std::size_t vector_cols_last_row;  // the same on the frame's last row
+  std::size_t pair_cols;             // columns whose taps one 8-byte load gives (0: none)
+  std::size_t pair_cols_last_row;    // the same on the frame's last row
+  const std::int32_t* off0_32;       // off0 / off1 as 32-bit offsets (null: they do not fit)
+  const std::int32_t* off1_32;
 };
 
 #if defined(__SSE2__) && !defined(PRIVSDK_NO_SSE2_PIXELS)
@@ -423,6 +559,62 @@ inline __m128 load_pixel(const std::uint8_t* p) {
 }
 #else
 #define PRIVSDK_SSE2_PIXELS 0
+#endif
+
+#if PRIVSDK_SSE2_PIXELS && PRIVSDK_AVX2 && !defined(PRIVSDK_NO_AVX2_GATHER)
+#define PRIVSDK_AVX2_GATHER 1
+
+// Horizontal pass of 8 output columns at a time: gather the 4 bytes of each
+// left and right source pixel (32-bit offsets from the row), split the
+// channels and blend, the same float operations per element as the scalar
+// loop (a * gx + b * fx, no FMA). Returns the number of columns done.
+//
+// The first `pairs` columns have packed pixels (3 bytes apart) whose right
+// tap is the next pixel: one 8-byte load gives both taps, which is cheaper
+// than two gathers on CPUs with slow gathers.
+__attribute__((target("avx2"))) std::size_t hrow_avx2(const std::uint8_t* row, const std::int32_t* off0,
+                                                      const std::int32_t* off1, const float* gxs,
+                                                      const float* fxs, std::size_t pairs, std::size_t cols,
+                                                      std::size_t W, const std::int64_t* ch, float* buf) {
+  const __m256i mask = _mm256_set1_epi32(0xff);
+  const __m128i sh[3] = {_mm_cvtsi32_si128(static_cast<int>(8 * ch[0])),
+                         _mm_cvtsi32_si128(static_cast<int>(8 * ch[1])),
+                         _mm_cvtsi32_si128(static_cast<int>(8 * ch[2]))};
+  const int* base = reinterpret_cast<const int*>(row);
+  std::size_t ox = 0;
+  const __m256i even_odd = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
+  for (; ox + 8 <= pairs; ox += 8) {
+    long long q[8];
+    for (int k = 0; k < 8; ++k) std::memcpy(&q[k], row + off0[ox + k], 8);
+    const __m256i lo = _mm256_setr_epi64x(q[0], q[1], q[2], q[3]);
+    const __m256i hi = _mm256_setr_epi64x(q[4], q[5], q[6], q[7]);
+    // Low dword of each qword: bytes 0..3 (left pixel); bytes 3..6 (right pixel).
+    const __m256i a = _mm256_permute2x128_si256(_mm256_permutevar8x32_epi32(lo, even_odd),
+                                                _mm256_permutevar8x32_epi32(hi, even_odd), 0x20);
+    const __m256i b = _mm256_permute2x128_si256(_mm256_permutevar8x32_epi32(_mm256_srli_epi64(lo, 24), even_odd),
+                                                _mm256_permutevar8x32_epi32(_mm256_srli_epi64(hi, 24), even_odd),
+                                                0x20);
+    const __m256 gx = _mm256_loadu_ps(gxs + ox), fx = _mm256_loadu_ps(fxs + ox);
+    for (int c = 0; c < 3; ++c) {
+      const __m256 fa = _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srl_epi32(a, sh[c]), mask));
+      const __m256 fb = _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srl_epi32(b, sh[c]), mask));
+      _mm256_storeu_ps(buf + c * W + ox, _mm256_add_ps(_mm256_mul_ps(fa, gx), _mm256_mul_ps(fb, fx)));
+    }
+  }
+  for (; ox + 8 <= cols; ox += 8) {
+    const __m256i a = _mm256_i32gather_epi32(base, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(off0 + ox)), 1);
+    const __m256i b = _mm256_i32gather_epi32(base, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(off1 + ox)), 1);
+    const __m256 gx = _mm256_loadu_ps(gxs + ox), fx = _mm256_loadu_ps(fxs + ox);
+    for (int c = 0; c < 3; ++c) {
+      const __m256 fa = _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srl_epi32(a, sh[c]), mask));
+      const __m256 fb = _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srl_epi32(b, sh[c]), mask));
+      _mm256_storeu_ps(buf + c * W + ox, _mm256_add_ps(_mm256_mul_ps(fa, gx), _mm256_mul_ps(fb, fx)));
+    }
+  }
+  return ox;
+}
+#else
+#define PRIVSDK_AVX2_GATHER 0
 #endif
 
 
@@ -456,6 +648,12 @@ PRIVSDK_CLONES void pre_rows(const PrePlan& p, std::int64_t r0, std::int64_t r1)
     // Packed pixels: B, G, R (and one byte past them, inside the frame for
     // these columns) as one 4-lane vector; same float operations per lane.
     const std::size_t vec = (p.roi.y + sy == p.frame.height - 1) ? p.vector_cols_last_row : p.vector_cols;
+#if PRIVSDK_AVX2_GATHER
+    if (kHaveAvx2 && p.off0_32 != nullptr) {
+      const std::size_t pairs = (p.roi.y + sy == p.frame.height - 1) ? p.pair_cols_last_row : p.pair_cols;
+      ox = hrow_avx2(row, p.off0_32, p.off1_32, gxs, fxs, std::min(pairs, vec), vec, W, p.ch, buf);
+    }
+#endif
     alignas(16) float lanes[4];
     for (; ox < vec; ++ox) {
       const __m128 gx = _mm_set1_ps(gxs[ox]), fx = _mm_set1_ps(fxs[ox]);
@@ -491,14 +689,17 @@ PRIVSDK_CLONES void pre_rows(const PrePlan& p, std::int64_t r0, std::int64_t r1)
     const float* __restrict top = fetch(i0, i1);
     const float* __restrict bot = fetch(i1, i0);
     const float fy = p.ay->f[oy], gy = p.ay->g[oy];
-    for (std::size_t j = 0; j < 3 * W; ++j) v0[j] = top[j] * gy + bot[j] * fy;
-    // Per-location affine, noise, one store (vectorized).
+    // Vertical blend, per-location affine, noise, one store (vectorized).
     for (std::size_t c = 0; c < 3; ++c) {
       const std::size_t base = c * plane + static_cast<std::size_t>(oy) * W;
-      float* __restrict v = v0 + c * W;
+      const bool direct = !p.sigma_draws && p.out.dtype == DType::Float32;
+      float* __restrict v = direct ? static_cast<float*>(p.out.data) + base : v0 + c * W;
+      const float* __restrict t = top + c * W;
+      const float* __restrict b = bot + c * W;
       const float* __restrict sc = p.maps.scale + base;
       const float* __restrict sh = p.maps.shift + base;
-      for (std::size_t ox = 0; ox < W; ++ox) v[ox] = v[ox] * inv255 * sc[ox] + sh[ox];
+      for (std::size_t ox = 0; ox < W; ++ox) v[ox] = (t[ox] * gy + b[ox] * fy) * inv255 * sc[ox] + sh[ox];
+      if (direct) continue;
       if (p.sigma_draws) {
         philox_normals(p.key, 0, p.call, base, W, z.data());
         const float* __restrict sg = p.maps.sigma + base;
@@ -565,8 +766,26 @@ void pre(const ImageView& frame, const Roi& roi, const Maps& maps, const Tensor&
            roi.x + ax.i1[vector_cols_last_row] < frame.width - 1)
       ++vector_cols_last_row;
   }
+  // 32-bit copies of the offsets for the AVX2 gathers, when the frame's rows are short enough.
+  std::vector<std::int32_t> off0_32, off1_32;
+  if (vector_cols > 0 && (roi.x + roi.w) * frame.stride_x + 4 < (std::int64_t(1) << 31)) {
+    off0_32.assign(off0.begin(), off0.end());
+    off1_32.assign(off1.begin(), off1.end());
+  }
+  // 8-byte loads at the left tap give the right tap too where pixels are packed
+  // (3 bytes apart) and i1 = i0 + 1 (everywhere but the clamped right edge).
+  // They read up to 2 bytes past the right pixel: inside the frame's span on
+  // every row but the last, where the pixel must leave 8 bytes to the row's end.
+  std::size_t pair_cols = 0, pair_cols_last_row = 0;
+  if (vector_cols > 0 && frame.stride_x == 3) {
+    while (pair_cols < static_cast<std::size_t>(W) && ax.i1[pair_cols] == ax.i0[pair_cols] + 1) ++pair_cols;
+    while (pair_cols_last_row < pair_cols && (roi.x + ax.i0[pair_cols_last_row]) * 3 + 8 <= frame.width * 3)
+      ++pair_cols_last_row;
+  }
   const PrePlan plan{frame, roi, maps, out, &ay, &ax, off0.data(), off1.data(), H, W, sigma_draws, key, call,
-                     {(swap_rb ? 2 : 0) * cs, cs, (swap_rb ? 0 : 2) * cs}, vector_cols, vector_cols_last_row};
+                     {(swap_rb ? 2 : 0) * cs, cs, (swap_rb ? 0 : 2) * cs}, vector_cols, vector_cols_last_row,
+                     pair_cols, pair_cols_last_row,
+                     off0_32.empty() ? nullptr : off0_32.data(), off1_32.empty() ? nullptr : off1_32.data()};
 
   // One list of chunks: row blocks of the main tensor, then blocks of each noise output.
   const std::int64_t rows_per = chunk_rows(H, n), row_chunks = ceil_div(H, rows_per);

@@ -48,6 +48,11 @@ def test_bench_kernel_command_writes_json(tmp_path: Path, capsys: pytest.Capture
         assert row[key] is not None and row[key] > 0
     assert len(data["post"]) == 2 and data["machine"]["cpu_count"] >= 1
     assert set(data["targets_met"]) == {"vs_reference_>=5x", "vs_blob_>=1x", "within_2x_copy"}
+    assert set(data["targets_met_no_noise"]) == set(data["targets_met"])
+    for key in ("fused_no_noise_ms", "reference_no_noise_ms", "no_noise_speedup_vs_reference",
+                "no_noise_times_copy"):
+        assert row[key] is not None and row[key] > 0
+    assert "without σ noise" in printed
 
 
 def test_bench_rejects_bad_sizes(capsys: pytest.CaptureFixture[str]) -> None:

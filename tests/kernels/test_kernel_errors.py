@@ -256,3 +256,33 @@ def test_cpp_messages_equal_reference_messages() -> None:
                 call(impl)
             messages.append(str(info.value))
         assert messages[0] == messages[1]
+
+
+@pytest.mark.skipif(_cpp is None, reason="privsdk._fused not built")
+def test_cpp_reports_the_first_error_in_the_reference_order() -> None:
+    """Two bad arguments at once: the C++ path (whose value scans run in C++) names the same one first."""
+    _, scale, shift, sigma = _args()
+    nan = scale.copy()
+    nan[1, 2, 3] = np.nan
+    neg = sigma.copy()
+    neg[2, 0, 0] = -1.0
+    frame = np.zeros((30, 40, 3), np.uint8)
+    cases = [
+        dict(scale=nan, shift=shift[:, :2], sigma=sigma),                 # scale NaN before shift shape
+        dict(scale=nan, shift=shift, sigma=sigma, out=np.empty((3, 2, 2), np.float32)),  # before out
+        dict(scale=scale, shift=nan, sigma=neg),                          # shift NaN before negative σ
+        dict(scale=scale, shift=shift, sigma=neg, noise_outputs=[np.empty(3, np.int32)]),  # σ before noise
+        dict(scale=scale, shift=shift, sigma=sigma, rng=None),            # σ > 0 without a generator
+        dict(scale=scale, shift=shift, sigma=sigma, rng="seed"),
+        dict(scale=scale[:, :, ::2].copy(), shift=nan[:, :, 1::2], sigma=None),  # non-contiguous shift
+    ]
+    for case in cases:
+        messages = []
+        for impl in (ref, _cpp):
+            kw = dict(case)
+            if "rng" not in kw:
+                kw["rng"] = impl.NoiseSource(seed=1)
+            with pytest.raises(InputError) as info:
+                impl.pre(frame, None, kw.pop("scale"), kw.pop("shift"), kw.pop("sigma"), **kw)
+            messages.append(str(info.value))
+        assert messages[0] == messages[1], case

@@ -143,7 +143,9 @@ float half_to_float(std::uint16_t h);
 /// required when noise is drawn (any sigma != 0, or any noise output); it then
 /// takes one call number. `swap_rb` turns BGR into RGB planes. `threads` = 0
 /// uses the hardware concurrency (small outputs run on one thread); the result
-/// does not depend on the thread count.
+/// does not depend on the thread count. Helper threads come from a persistent
+/// pool started on first use (the calling thread always works too, and never
+/// waits for a helper that has not started).
 void pre(const ImageView& frame, const Roi& roi, const Maps& maps, const Tensor& out,
          const std::vector<Tensor>& noise_outputs, NoiseSource* rng, bool swap_rb = true,
          int threads = 0);

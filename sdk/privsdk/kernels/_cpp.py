@@ -1,10 +1,13 @@
 """The fused kernels backed by the C++ extension ``privsdk._fused``.
 
 Same signatures and semantics as :mod:`privsdk.kernels.reference` (which
-defines them); arguments are validated with the reference's ``check_*``
-helpers, so error messages are identical, and then the C++ core runs with the
-GIL released, multi-threaded over output rows, without copying the frame
-(crops and strided views are read in place).
+defines them), and the same error messages: the structural checks run here
+with the reference's ``check_*`` helpers, the value scans of the maps (NaN,
+infinity, negative σ) run once in the C++ core, in the reference's order and
+with its messages, and any unusual argument takes a path that runs every
+check of the reference in Python. The C++ core then runs with the GIL
+released, multi-threaded over output rows, without copying the frame (crops
+and strided views are read in place).
 
 Example::
 
@@ -78,6 +81,22 @@ def _contiguous(m: Optional[np.ndarray]) -> Optional[np.ndarray]:
     return None if m is None else np.ascontiguousarray(m)
 
 
+def _map_ok(m: object, shape: Optional[tuple] = None) -> bool:
+    """True when ``m`` passes check_map's structural checks and is C-contiguous (values unchecked)."""
+    return (type(m) is np.ndarray and m.dtype == np.float32 and m.ndim == 3 and m.shape[0] == 3
+            and m.shape[1] > 0 and m.shape[2] > 0 and (shape is None or m.shape == shape)
+            and m.flags.c_contiguous)
+
+
+def _noise_tensor_ok(t: object) -> bool:
+    return (isinstance(t, np.ndarray) and t.dtype in (np.float32, np.float16) and t.flags.c_contiguous
+            and t.flags.writeable)
+
+
+def _rng_message(rng: object) -> str:
+    return f"rng: expected a privsdk NoiseSource when noise is drawn, got {type(rng).__name__}"
+
+
 def pre(frame: np.ndarray, roi: Optional[Sequence[int]], scale: np.ndarray, shift: np.ndarray,
         sigma: Optional[np.ndarray] = None, *, out: Optional[np.ndarray] = None,
         dtype: object = np.float32, noise_outputs: Sequence[np.ndarray] = (),
@@ -96,6 +115,41 @@ def pre(frame: np.ndarray, roi: Optional[Sequence[int]], scale: np.ndarray, shif
     """
     frame = check_frame(frame)
     x, y, w, h = check_roi(roi, frame.shape)
+    # Fast path: the structural checks here; the value scans of the maps (NaN,
+    # inf, negative σ, any σ != 0) run once, in C++, in the reference's order and
+    # with its messages. Anything unusual takes the fully checked path, which
+    # raises exactly the reference's first error.
+    fast = (_map_ok(scale) and _map_ok(shift, scale.shape) and (sigma is None or _map_ok(sigma, scale.shape))
+            and (rng is None or isinstance(rng, NoiseSource))
+            and isinstance(threads, (int, np.integer)) and threads >= 0
+            and all(_noise_tensor_ok(t) for t in noise_outputs))
+    if fast:
+        shape = scale.shape
+        if out is None:
+            fast = dtype is np.float32 or dtype is np.float16 or np.dtype(dtype) in (np.float32, np.float16)  # type: ignore[call-overload]
+            if fast:
+                out = np.empty(shape, dtype=dtype)  # type: ignore[call-overload]
+        else:
+            fast = (type(out) is np.ndarray and out.dtype in (np.float32, np.float16) and out.shape == shape
+                    and out.flags.c_contiguous and out.flags.writeable)
+    if not fast:
+        return _pre_checked(frame, (x, y, w, h), scale, shift, sigma, out=out, dtype=dtype,
+                            noise_outputs=noise_outputs, rng=rng, swap_rb=swap_rb, threads=threads)
+    native = rng._native if rng is not None else None
+    try:
+        _fused.pre(frame, x, y, w, h, scale, shift, sigma, out, list(noise_outputs), native, bool(swap_rb),
+                   int(threads))
+    except ValueError as exc:
+        msg = str(exc)
+        raise InputError(_rng_message(rng) if msg.startswith("rng:") else msg) from None
+    return out
+
+
+def _pre_checked(frame: np.ndarray, roi: Sequence[int], scale: np.ndarray, shift: np.ndarray,
+                 sigma: Optional[np.ndarray], *, out: Optional[np.ndarray], dtype: object,
+                 noise_outputs: Sequence[np.ndarray], rng: object, swap_rb: bool, threads: int) -> np.ndarray:
+    """pre() with every check of the reference, in its order (the path for unusual arguments)."""
+    x, y, w, h = roi
     scale = check_map(scale, "scale")
     shift = check_map(shift, "shift", scale.shape)
     if sigma is not None:
@@ -108,14 +162,13 @@ def pre(frame: np.ndarray, roi: Optional[Sequence[int]], scale: np.ndarray, shif
     else:
         check_out(out, (3, out_h, out_w))
     for k, t in enumerate(noise_outputs):
-        if not isinstance(t, np.ndarray) or t.dtype not in (np.float32, np.float16) \
-                or not t.flags.c_contiguous or not t.flags.writeable:
+        if not _noise_tensor_ok(t):
             raise InputError(f"noise_outputs[{k}]: expected a C-contiguous writeable float32/float16 array, "
                              f"got {describe_array(t)}")
-    if not isinstance(threads, (int, np.integer)) or threads < 0:
-        raise InputError(f"threads: expected 0 (all cores) or a positive int, got {threads!r}")
     draws = (sigma is not None and bool(sigma.any())) or len(noise_outputs) > 0
     native = _native_rng(rng, draws)
+    if not isinstance(threads, (int, np.integer)) or threads < 0:
+        raise InputError(f"threads: expected 0 (all cores) or a positive int, got {threads!r}")
     try:
         _fused.pre(frame, x, y, w, h, _contiguous(scale), _contiguous(shift), _contiguous(sigma), out,
                    list(noise_outputs), native, bool(swap_rb), int(threads))
@@ -139,9 +192,13 @@ def post(y: np.ndarray, frame: np.ndarray, roi: Optional[Sequence[int]],
         raise InputError(f"y: expected a float32/float16 array of shape (3, H, W), got {describe_array(y)}")
     frame = check_frame(frame, writeable=True)
     x0, y0, w, h = check_roi(roi, frame.shape)
-    if scale is not None:
+    # Structurally sound, C-contiguous maps are scanned for NaN/inf by the C++
+    # core (scale, then shift, then y, as the reference); others get every check here.
+    if scale is not None and not _map_ok(scale, y.shape):
         check_map(scale, "scale", y.shape)
-    if shift is not None:
+    if shift is not None and not _map_ok(shift, y.shape):
+        if scale is not None:
+            check_map(scale, "scale", y.shape)
         check_map(shift, "shift", y.shape)
     if not isinstance(threads, (int, np.integer)) or threads < 0:
         raise InputError(f"threads: expected 0 (all cores) or a positive int, got {threads!r}")

@@ -104,12 +104,11 @@ inline void box_muller(const std::uint32_t* a, const std::uint32_t* c, float* zc
 
 constexpr std::size_t kMaxBlocks = 64;  ///< blocks per call of philox_normals_blocks
 
-/// Normals of nb <= kMaxBlocks consecutive Philox blocks starting at counter
-/// (block, id, c2, c3): z[4 b + j] for b < nb, j < 4 (see privsdk::philox_normals).
-inline void philox_normals_blocks(std::uint32_t block, std::uint32_t id, std::uint32_t c2,
-                                  std::uint32_t c3, std::uint32_t k0, std::uint32_t k1,
-                                  std::size_t nb, float* z) {
-  std::uint32_t w0[kMaxBlocks], w1[kMaxBlocks], w2[kMaxBlocks], w3[kMaxBlocks];
+/// The Philox words of nb <= kMaxBlocks consecutive blocks starting at counter
+/// (block, id, c2, c3): block b gives (w0[b], w1[b], w2[b], w3[b]).
+inline void philox_words_blocks(std::uint32_t block, std::uint32_t id, std::uint32_t c2, std::uint32_t c3,
+                                std::uint32_t k0, std::uint32_t k1, std::size_t nb, std::uint32_t* w0,
+                                std::uint32_t* w1, std::uint32_t* w2, std::uint32_t* w3) {
   for (std::size_t b = 0; b < nb; ++b) {
     w0[b] = block + static_cast<std::uint32_t>(b);
     w1[b] = id;
@@ -130,7 +129,12 @@ inline void philox_normals_blocks(std::uint32_t block, std::uint32_t id, std::ui
     k0 += kPhiloxW0;
     k1 += kPhiloxW1;
   }
-  // Box-Muller on the pairs (w0, w1) and (w2, w3), in float32 as the reference.
+}
+
+/// Box-Muller (float32, as the reference) on the pairs (w0, w1) and (w2, w3)
+/// of nb blocks: z[4 b + j] for b < nb, j < 4 (see privsdk::philox_normals).
+inline void box_muller_blocks(const std::uint32_t* w0, const std::uint32_t* w1, const std::uint32_t* w2,
+                              const std::uint32_t* w3, std::size_t nb, float* z) {
   float zc0[kMaxBlocks], zs0[kMaxBlocks], zc2[kMaxBlocks], zs2[kMaxBlocks];
   box_muller(w0, w1, zc0, zs0, nb);
   box_muller(w2, w3, zc2, zs2, nb);
@@ -140,6 +144,16 @@ inline void philox_normals_blocks(std::uint32_t block, std::uint32_t id, std::ui
     z[4 * b + 2] = zc2[b];
     z[4 * b + 3] = zs2[b];
   }
+}
+
+/// Normals of nb <= kMaxBlocks consecutive Philox blocks starting at counter
+/// (block, id, c2, c3): z[4 b + j] for b < nb, j < 4 (see privsdk::philox_normals).
+inline void philox_normals_blocks(std::uint32_t block, std::uint32_t id, std::uint32_t c2,
+                                  std::uint32_t c3, std::uint32_t k0, std::uint32_t k1,
+                                  std::size_t nb, float* z) {
+  std::uint32_t w0[kMaxBlocks], w1[kMaxBlocks], w2[kMaxBlocks], w3[kMaxBlocks];
+  philox_words_blocks(block, id, c2, c3, k0, k1, nb, w0, w1, w2, w3);
+  box_muller_blocks(w0, w1, w2, w3, nb, z);
 }
 
 }  // namespace detail

@@ -1,0 +1,68 @@
+"""A whole report: protocol, data, versions, bounds; it round-trips through JSON; the plot is drawn."""
+import json
+
+import numpy as np
+import pytest
+
+from privsdk.errors import InputError
+from privsdk.train.eval import EvalData, ProtocolSettings, baseline, evaluate, read_report, write_report
+from privsdk.train.eval.plot import plot_tradeoff
+from privsdk.train.eval.report import jsonable, summary_table
+
+
+@pytest.fixture(scope="module")
+def report(lfw_faces):
+    faces = np.repeat(lfw_faces[..., None], 3, axis=3).copy()
+    secret = (np.arange(len(faces)) % 2).astype(np.int64)
+    faces[secret == 1, 2:9, 2:9] = 255
+    rng = np.random.default_rng(1)
+    yaw = (rng.normal(0, 0.3, len(faces)) + 0.2 * secret).astype(np.float32)   # utility tied to the secret
+    data = EvalData.from_arrays("lfw-square", faces, {"smile": secret, "yaw": yaw}, secret="smile")
+    settings = ProtocolSettings.quick_settings(attackers=("linear",), identity=False, progress=False)
+    settings.train.max_epochs = 4
+    return evaluate([baseline("identity"), baseline("noise", 64.0, seed=0)], data, settings)
+
+
+def test_report_round_trips(report, tmp_path):
+    path = write_report(report, tmp_path / "run")
+    assert path.name == "report.json"
+    back = read_report(tmp_path / "run")
+    assert back == jsonable(report)
+    assert read_report(path)["results"][1]["filter"]["name"] == "noise:64"
+    json.loads(path.read_text(), parse_constant=lambda c: pytest.fail(f"non-strict JSON constant {c}"))
+
+
+def test_report_contents(report):
+    assert report["format"] == "privsdk-eval-report/1"
+    assert report["protocol"]["settings"]["attackers"] == ["linear"]
+    assert report["protocol"]["settings"]["seed"] == 0
+    assert report["versions"]["torch"] and report["versions"]["numpy"]
+    assert report["data"]["sizes"] == {"train": 60, "val": 20, "test": 20}
+    assert len(report["data"]["split"]["test"]) == 20
+    assert report["chance"]["balanced_accuracy"] == 0.5 and report["chance"]["majority_rate"] == 0.5
+    assert report["filter"]["name"] == "identity"
+    ident, noisy = report["results"]
+    assert noisy["filter"]["stochastic"] is True
+    assert noisy["utility"]["fidelity"]["psnr_db"] < ident["utility"]["fidelity"]["psnr_db"]
+    b = report["bounds"]
+    assert b["utility_label"] == "yaw_tercile" and b["units"] == "nats"
+    assert np.sum(b["table"]) == 60 and b["lower"][0] == pytest.approx(b["I_US"])
+    t = ident["tradeoff_nats"]
+    assert t["I_SY_lower_nats"] == pytest.approx(ident["privacy"]["leakage_bits"] * np.log(2))
+    assert t["I_UX_given_Y_upper_nats"] >= 0
+    assert "(clean)" in summary_table(report)
+
+
+def test_plot_is_written(report, tmp_path):
+    png = plot_tradeoff(report, tmp_path / "tradeoff.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+    with pytest.raises(InputError, match="utility axis"):
+        plot_tradeoff(report, tmp_path / "x.png", utility="speed")
+
+
+def test_read_report_errors(tmp_path):
+    with pytest.raises(InputError, match="no such file"):
+        read_report(tmp_path / "missing.json")
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(InputError, match="not valid JSON"):
+        read_report(tmp_path / "bad.json")

@@ -1,0 +1,168 @@
+"""``privsdk eval``: the one command that produces privsdk's privacy and utility numbers."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any, Dict, Tuple
+
+HELP = "evaluate filters and baselines: retrained attackers, utility, bounds (JSON + PNG)"
+DESCRIPTION = """\
+Evaluate privacy filters with the protocol of DESIGN.md: fresh attackers (a CNN from
+scratch and a linear model on pixels) trained on filtered images until validation stops
+improving, fixed clean-trained attackers, utility (PSNR/SSIM, head pose on GENKI-4K,
+identity kept by dlib when installed), baselines at several strengths, and paper 000's
+bounds. Writes OUT/report.json and OUT/tradeoff.png.
+
+examples:
+  privsdk eval --filter runs/emotion/best.pt --data smilesmiled=../shared/data/SMILEsmileD --baselines
+  privsdk eval --filter path/to/emotion_bundle --data genki4k=../shared/data/GENKI4K --quick
+  privsdk eval --filter blur:4 --filter pixelate:8 --data smilesmiled=../shared/data/SMILEsmileD
+  # cross-set: attackers trained on SMILEsmileD's filtered images, tested on GENKI-4K's
+  privsdk eval --filter F.pt --data smilesmiled=../shared/data/SMILEsmileD --test-data genki4k=../shared/data/GENKI4K
+  # paper 000, Section 4 (synthetic data, known answers)
+  privsdk eval synthetic --quick
+
+A FILTER is a training checkpoint (.pt), a bundle (directory or .zip), or a baseline
+KIND[:STRENGTH] with KIND in identity, blur, pixelate, lower_mask, full_mask, noise.
+"""
+
+
+def _name_path(text: str) -> Tuple[str, str]:
+    name, sep, path = text.partition("=")
+    if not sep or not name or not path:
+        raise argparse.ArgumentTypeError(f"expected NAME=PATH (e.g. smilesmiled=../shared/data/SMILEsmileD), got {text!r}")
+    return name, path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("mode", nargs="?", choices=("filters", "synthetic"), default="filters",
+                        help="'filters' (default): evaluate filters on face data; 'synthetic': paper 000 Sec. 4")
+    parser.add_argument("--filter", "-f", action="append", default=[], metavar="FILTER",
+                        help="filter to evaluate (repeatable): checkpoint .pt, bundle dir/.zip, or KIND[:STRENGTH]")
+    parser.add_argument("--baselines", nargs="?", const="all", default=None, metavar="KINDS",
+                        help="also evaluate the baselines at several strengths ('all' or a comma list, "
+                             "e.g. blur,pixelate)")
+    parser.add_argument("--data", type=_name_path, metavar="NAME=PATH",
+                        help="data set to train and test attackers on (smilesmiled, genki4k, ...)")
+    parser.add_argument("--test-data", type=_name_path, metavar="NAME=PATH",
+                        help="test on this set's test split instead (cross-set evaluation)")
+    parser.add_argument("--secret", default="smile", help="the secret label (default: smile)")
+    parser.add_argument("--utility-label", default=None,
+                        help="categorical utility label for paper 000's bounds (default: yaw tercile when present)")
+    parser.add_argument("--attackers", default="cnn,linear", help="attacker architectures (default: cnn,linear)")
+    parser.add_argument("--size", type=int, default=64, help="image size the data is loaded at (default: 64)")
+    parser.add_argument("--split-seed", type=int, default=0, help="seed of the train/val/test split (default: 0)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the attackers' training (default: 0)")
+    parser.add_argument("--limit", type=int, default=None, metavar="N",
+                        help="at most N images per split (stratified), for faster runs")
+    parser.add_argument("--max-epochs", type=int, default=None, help="attacker epoch cap (default: 100; quick: 4)")
+    parser.add_argument("--patience", type=int, default=None, help="early-stopping patience (default: 6; quick: 2)")
+    parser.add_argument("--identity", choices=("auto", "on", "off"), default="auto",
+                        help="identity kept by dlib's descriptor: auto = when dlib is installed")
+    parser.add_argument("--identity-faces", type=int, default=None, help="faces used for the identity metric")
+    parser.add_argument("--utility-axis", choices=("ssim", "psnr", "identity", "pose"), default="ssim",
+                        help="utility axis of the trade-off plot (default: ssim)")
+    parser.add_argument("--device", default=None, help="torch device (default: cuda when present, else cpu)")
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke run: few epochs, small attackers, 200 images per split, fewer strengths")
+    parser.add_argument("--out", type=Path, default=Path("runs/eval"), help="output directory (default: runs/eval)")
+
+
+def _load(name: str, path: str, secret: str, size: int, seed: int):
+    from privsdk.errors import DependencyError
+
+    try:
+        from privsdk.train.data import load_dataset, make_splits
+    except ImportError as exc:
+        raise DependencyError(f"loading data sets needs privsdk.train.data ({exc}); expected the training part "
+                              "of privsdk") from exc
+    ds = load_dataset(name, root=path, size=size)
+    return ds, make_splits(ds, stratify=secret, fractions=(0.7, 0.15, 0.15), seed=seed)
+
+
+def _run_synthetic(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from privsdk.log import get_logger
+
+    from .plot import plot_synthetic
+    from .report import versions, write_report
+    from .synthetic import SyntheticSettings, run_synthetic
+
+    log = get_logger("eval")
+    if args.quick:
+        settings = SyntheticSettings(steps=400, verify_steps=400, samples=2000, verify_hidden=32, seed=args.seed)
+        result = run_synthetic((float(np.log(2)),), ks=(0.0, float(np.log(2))), settings=settings, progress=True)
+    else:
+        result = run_synthetic(settings=SyntheticSettings(seed=args.seed), progress=True)
+    result["versions"] = versions()
+    path = write_report(result, args.out / "synthetic.json")
+    png = plot_synthetic(result, args.out / "synthetic.png")
+    for e in result["experiments"]:
+        print(f"I(U;S) = {e['I_US']:.3f} nats")
+        for p in e["points"]:
+            print(f"  {p['filter']:9s} k={p['k']:.3f}  I(S;Y)={p['I_SY_nats']:.3f}  I(U;X|Y)={p['I_UX_given_Y_nats']:.3f}"
+                  f"  Lemma 2.2 lower={p['lemma22_lower']:.3f}")
+    log.info("wrote %s and %s", path, png)
+    return 0
+
+
+def main(args: argparse.Namespace) -> int:
+    from privsdk.errors import InputError
+    from privsdk.log import get_logger
+
+    if args.mode == "synthetic":
+        return _run_synthetic(args)
+
+    from .filters import BASELINE_STRENGTHS, baseline_sweep, make_filter
+    from .plot import plot_tradeoff
+    from .protocol import EvalData, ProtocolSettings, evaluate
+    from .report import summary_table, write_report
+    from .training import pick_device
+
+    log = get_logger("eval")
+    if args.data is None:
+        raise InputError("privsdk eval: --data NAME=PATH is required (e.g. smilesmiled=../shared/data/SMILEsmileD)")
+    if not args.filter and not args.baselines:
+        raise InputError("privsdk eval: nothing to evaluate; expected --filter FILTER and/or --baselines")
+    device = pick_device(args.device)
+    log.info("Running on %s", device)
+    filters = [make_filter(spec, device=device) for spec in args.filter]
+    if args.baselines:
+        kinds = list(BASELINE_STRENGTHS) if args.baselines == "all" else args.baselines.split(",")
+        unknown = [k for k in kinds if k not in BASELINE_STRENGTHS]
+        if unknown:
+            raise InputError(f"--baselines: unknown kind(s) {unknown}; expected some of {sorted(BASELINE_STRENGTHS)}")
+        filters += baseline_sweep(kinds, quick=args.quick)
+
+    ds, splits = _load(*args.data, args.secret, args.size, args.split_seed)
+    test_ds = test_splits = None
+    if args.test_data:
+        test_ds, test_splits = _load(*args.test_data, args.secret, args.size, args.split_seed)
+    data = EvalData.from_dataset(ds, splits, args.secret, test_ds, test_splits)
+    limit = args.limit if args.limit is not None else (200 if args.quick else None)
+    if limit:
+        data = data.subset(limit, seed=args.split_seed)
+    data.info["split_seed"] = args.split_seed
+    data.info["fractions"] = [0.7, 0.15, 0.15]
+    data.info["roots"] = {args.data[0]: args.data[1], **({args.test_data[0]: args.test_data[1]} if args.test_data else {})}
+
+    overrides: Dict[str, Any] = {"attackers": tuple(a for a in args.attackers.split(",") if a),
+                                 "seed": args.seed, "utility_label": args.utility_label,
+                                 "identity": {"auto": None, "on": True, "off": False}[args.identity]}
+    settings = ProtocolSettings.quick_settings(**overrides) if args.quick else ProtocolSettings(**overrides)
+    settings.train.device = device
+    if args.max_epochs:
+        settings.train.max_epochs = args.max_epochs
+    if args.patience:
+        settings.train.patience = args.patience
+    if args.identity_faces:
+        settings.identity_faces = args.identity_faces
+    log.info("evaluating %d filter(s) on %s (%s)", len(filters), data.name,
+             ", ".join(f"{k} {v}" for k, v in data.describe()["sizes"].items()))
+    report = evaluate(filters, data, settings)
+    path = write_report(report, args.out)
+    png = plot_tradeoff(report, args.out / "tradeoff.png", utility=args.utility_axis)
+    print(summary_table(report))
+    log.info("wrote %s and %s", path, png)
+    return 0

@@ -1,0 +1,129 @@
+"""The trade-off plot of ``privsdk eval`` (PNG, matplotlib, no display needed).
+
+Left: privacy (the worst retrained attacker's balanced accuracy; lower is more
+private) against utility (SSIM by default; pose-MAE ratio or identity kept when
+measured); each baseline kind is a curve over its strengths, evaluated filters
+are stars; chance and the clean attacker are marked. Right (when the report has
+bounds): paper 000's plane, I(S; Y) against I(U; X | Y) in nats, with Lemma 2.2
+(lower) and Lemma 2.3 (achievable) and each filter's empirical point.
+
+Example::
+
+    from privsdk.train.eval.plot import plot_tradeoff
+    plot_tradeoff(report, "runs/eval/tradeoff.png")
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple, Union
+
+from privsdk.errors import InputError
+
+UTILITY_AXES = {
+    "ssim": ("SSIM vs original (higher keeps more)", lambda u: u["fidelity"]["ssim"]),
+    "psnr": ("PSNR vs original, dB", lambda u: u["fidelity"]["psnr_db"]),
+    "identity": ("identity kept (dlib, share within 0.6)", lambda u: u["identity"]["share_within_0.6"]),
+    "pose": ("clean/filtered pose MAE ratio (1 = kept)",
+             lambda u: 1.0 / max(u["pose"]["fixed_mae_ratio"], 1e-9)),
+}
+
+
+def _utility_value(result: Dict[str, Any], axis: str) -> Optional[float]:
+    try:
+        return float(UTILITY_AXES[axis][1](result["utility"]))
+    except (KeyError, TypeError):
+        return None
+
+
+def plot_tradeoff(report: Dict[str, Any], path: Union[str, Path], utility: str = "ssim") -> Path:
+    """Draw the report's trade-off plot into ``path`` (PNG)."""
+    if utility not in UTILITY_AXES:
+        raise InputError(f"utility axis {utility!r}: expected one of {sorted(UTILITY_AXES)}")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    results = report.get("results", [])
+    has_bounds = "bounds" in report and any("tradeoff_nats" in r for r in results)
+    fig, axes = plt.subplots(1, 2 if has_bounds else 1, figsize=(12 if has_bounds else 6.5, 5), squeeze=False)
+    ax = axes[0][0]
+    curves: Dict[str, List[Tuple[float, float, str]]] = defaultdict(list)
+    for r in results:
+        y = _utility_value(r, utility)
+        if y is None:
+            continue
+        x = r["privacy"]["worst_attacker"]["balanced_accuracy"]
+        f = r["filter"]
+        key = f["name"].split(":")[0] if f["kind"] == "baseline" else f["name"]
+        curves[key].append((x, y, "" if f.get("strength") is None else f"{f['strength']:g}"))
+    for key, pts in curves.items():
+        pts.sort(key=lambda p: p[0])
+        xs, ys = [p[0] for p in pts], [p[1] for p in pts]
+        is_filter = all(r["filter"]["kind"] != "baseline" for r in results if r["filter"]["name"].split(":")[0] == key)
+        ax.plot(xs, ys, marker="*" if is_filter else "o", markersize=12 if is_filter else 5,
+                linestyle="-" if len(pts) > 1 else "none", label=key)
+        for x, y, lab in pts:
+            if lab:
+                ax.annotate(lab, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    chance = report.get("chance", {}).get("balanced_accuracy", 0.5)
+    ax.axvline(chance, color="grey", linestyle="--", label=f"chance ({chance:.2f})")
+    clean = report.get("clean", {}).get("worst_attacker", {}).get("balanced_accuracy")
+    if clean is not None:
+        ax.axvline(clean, color="black", linestyle=":", label=f"clean attacker ({clean:.2f})")
+    ax.set_xlabel("privacy: worst retrained attacker, balanced accuracy (lower is better)")
+    ax.set_ylabel(UTILITY_AXES[utility][0])
+    ax.set_title(f"{report.get('data', {}).get('name', '')}: secret '{report.get('data', {}).get('secret', '')}'")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="best")
+    if has_bounds:
+        b = report["bounds"]
+        bx = axes[0][1]
+        bx.plot(b["k"], b["lower"], "k-", label="Lemma 2.2 lower bound")
+        bx.plot(b["k"], b["achievable"], "k--", label="Lemma 2.3 achievable")
+        for r in results:
+            t = r.get("tradeoff_nats", {})
+            if "I_UX_given_Y_upper_nats" in t:
+                bx.plot(t["I_SY_lower_nats"], t["I_UX_given_Y_upper_nats"], "o", markersize=5)
+                bx.annotate(r["filter"]["name"], (t["I_SY_lower_nats"], t["I_UX_given_Y_upper_nats"]), fontsize=6)
+        bx.set_xlabel("I(S; Y) nats (attacker lower estimate)")
+        bx.set_ylabel(f"I(U; X | Y) nats, U = {b.get('utility_label')} (upper estimate)")
+        bx.set_title("paper 000 bounds")
+        bx.grid(alpha=0.3)
+        bx.legend(fontsize=7)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_synthetic(result: Dict[str, Any], path: Union[str, Path]) -> Path:
+    """Paper 000 Figure 4: per I(U; S), the empirical (I(S; Y), I(U; X | Y)) points and the bounds."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    exps = result["experiments"]
+    fig, axes = plt.subplots(1, len(exps), figsize=(4.5 * len(exps), 4), squeeze=False)
+    for ax, e in zip(axes[0], exps):
+        b = e["bounds"]
+        ax.plot(b["k"], b["lower"], "k-", label="Lemma 2.2")
+        ax.plot(b["k"], b["achievable"], "k--", label="Lemma 2.3")
+        for kind in sorted({p["filter"] for p in e["points"]}):
+            pts = sorted((p["I_SY_nats"], p["I_UX_given_Y_nats"]) for p in e["points"] if p["filter"] == kind)
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", label=f"{kind} filter")
+        ax.set_title(f"I(U;S) = {e['I_US']:.2f} nats")
+        ax.set_xlabel("I(S; Y) nats")
+        ax.set_ylabel("I(U; X | Y) nats")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

@@ -1,0 +1,125 @@
+"""The JSON report of ``privsdk eval``: strict JSON (no NaN), versions, round-trippable.
+
+Example::
+
+    from privsdk.train.eval.report import write_report, read_report
+    path = write_report({"format": "privsdk-eval-report/1", "results": []}, "runs/eval")
+    read_report(path)
+"""
+from __future__ import annotations
+
+import json
+import math
+import platform
+import sys
+from pathlib import Path
+from typing import Any, Dict, Union
+
+import numpy as np
+
+from privsdk.errors import InputError
+
+REPORT_NAME = "report.json"
+
+
+def jsonable(obj: Any) -> Any:
+    """A copy of ``obj`` that strict JSON can hold: numpy → Python, NaN / ±inf → None, tuples → lists."""
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return jsonable(obj.tolist())
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        f = float(obj)
+        return f if math.isfinite(f) else None
+    if isinstance(obj, (np.bool_,)):
+        return bool(obj)
+    if obj is None or isinstance(obj, (str, int, bool)):
+        return obj
+    return str(obj)
+
+
+def write_report(report: Dict[str, Any], out: Union[str, Path]) -> Path:
+    """Write ``report`` as ``out`` (a ``.json`` path) or ``out/report.json``; returns the path."""
+    path = Path(out)
+    if path.suffix != ".json":
+        path = path / REPORT_NAME
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(jsonable(report), indent=2, allow_nan=False) + "\n", encoding="utf-8")
+    return path
+
+
+def read_report(path: Union[str, Path]) -> Dict[str, Any]:
+    """Read a report written by :func:`write_report` (a file or the directory holding it)."""
+    p = Path(path)
+    if p.is_dir():
+        p = p / REPORT_NAME
+    try:
+        report = json.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(f"evaluation report {p}: no such file; expected a report.json from `privsdk eval`") from None
+    except json.JSONDecodeError as exc:
+        raise InputError(f"evaluation report {p}: not valid JSON ({exc})") from None
+    if not isinstance(report, dict) or not str(report.get("format", "")).startswith("privsdk-"):
+        raise InputError(f"evaluation report {p}: expected a JSON object with a privsdk 'format' field")
+    return report
+
+
+def versions() -> Dict[str, Any]:
+    """Versions of everything that can change a number: Python, numpy, torch, privsdk, and the optional parts."""
+    import privsdk
+
+    out: Dict[str, Any] = {"python": sys.version.split()[0], "platform": platform.platform(),
+                           "privsdk": privsdk.__version__, "numpy": np.__version__}
+    for name in ("torch", "cv2", "skimage", "onnxruntime", "dlib"):
+        try:
+            mod = __import__(name)
+            out[name] = str(getattr(mod, "__version__", "unknown"))
+        except ImportError:
+            out[name] = None
+    try:
+        import torch
+
+        out["cuda"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    except ImportError:
+        pass
+    try:
+        from privsdk.kernels import IMPLEMENTATION
+
+        out["kernels"] = IMPLEMENTATION
+    except ImportError:
+        pass
+    return out
+
+
+def summary_table(report: Dict[str, Any]) -> str:
+    """A plain-text table of the headline numbers (for the CLI's stdout)."""
+    rows = [("filter", "worst attacker", "bal.acc", "AUC", "leak bits", "fixed bal.acc", "SSIM", "PSNR", "extra")]
+    clean = report.get("clean", {}).get("worst_attacker", {})
+    rows.append(("(clean)", clean.get("arch", "-"), _f(clean.get("balanced_accuracy")), _f(clean.get("auc")),
+                 _f(clean.get("leakage_bits")), "-", "1.000", "inf", ""))
+    for r in report.get("results", []):
+        p, u = r["privacy"], r["utility"]
+        fixed = p.get("fixed_attackers", {})
+        fixed_best = max((v["balanced_accuracy"] for v in fixed.values() if v.get("balanced_accuracy") is not None),
+                         default=None)
+        extra = []
+        if "pose" in u:
+            extra.append(f"pose×{u['pose']['fixed_mae_ratio']:.2f}")
+        if "identity" in u:
+            extra.append(f"id {u['identity']['share_within_0.6']:.2f}")
+        rows.append((r["filter"]["name"], p["worst_attacker"]["arch"], _f(p["worst_attacker"]["balanced_accuracy"]),
+                     _f(p["worst_attacker"]["auc"]), _f(p["leakage_bits"]), _f(fixed_best),
+                     _f(u["fidelity"]["ssim"]), _f(u["fidelity"]["psnr_db"], 1), " ".join(extra)))
+    ch = report.get("chance", {})
+    rows.append(("(chance)", "-", _f(ch.get("balanced_accuracy")), "0.500", "0.000", "-", "-", "-",
+                 f"majority {_f(ch.get('majority_rate'))}"))
+    widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(r, widths)) for r in rows)
+
+
+def _f(v: Any, digits: int = 3) -> str:
+    return "-" if v is None else f"{float(v):.{digits}f}"

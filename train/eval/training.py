@@ -1,0 +1,251 @@
+"""Train one attacker or utility model to saturation (paper 003's verification protocol).
+
+A model is trained on *filtered* training images, re-filtered every epoch when
+the filter is stochastic (fresh noise), and early-stopped on a fixed filtered
+validation set: training stops once the validation loss has not improved for
+``patience`` epochs, and the best epoch's weights are kept. Classes are
+balanced by loss weights; the balanced model's probabilities are then mapped
+back to the training prior and temperature-scaled on the validation set, so
+that its cross-entropy is an honest (tight) bound for the leakage estimate.
+
+Example::
+
+    import numpy as np
+    from privsdk.train.eval.training import TrainSettings, train_model
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (64, 16, 16, 3), dtype=np.uint8); y = (x.mean((1, 2, 3)) > 127).astype(int)
+    m = train_model("linear", "classify", x, y, x, y, settings=TrainSettings(max_epochs=5))
+    m.predict_proba(x).shape                          # (64, 2)
+"""
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Dict, List, Optional
+
+import numpy as np
+
+from privsdk.errors import InputError
+from privsdk.log import get_logger
+
+from .models import build_model
+
+_log = get_logger(__name__)
+TASKS = ("classify", "regress")
+
+
+@dataclass
+class TrainSettings:
+    """Optimisation settings of one model; recorded in the report."""
+
+    max_epochs: int = 100
+    patience: int = 6
+    batch_size: int = 128
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    min_delta: float = 1e-4
+    seed: int = 0
+    device: str = "cpu"
+    width: int = 16
+    min_steps_per_epoch: int = 20   # tiny sets: several passes between two validation checks
+
+    def to_dict(self) -> Dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class TrainedModel:
+    """A trained model with what the report needs about its training."""
+
+    arch: str
+    task: str
+    model: Any = field(repr=False)
+    epochs_used: int
+    best_epoch: int
+    stopped_early: bool
+    history: List[float]
+    seconds: float
+    device: str
+    prior: Optional[np.ndarray] = None          # training class frequencies (classify)
+    temperature: float = 1.0                    # fitted on validation (classify)
+    target_mean: Optional[np.ndarray] = None    # standardization of regression targets
+    target_std: Optional[np.ndarray] = None
+
+    def _outputs(self, images: np.ndarray, batch_size: int = 512) -> np.ndarray:
+        import torch
+
+        self.model.eval()
+        outs = []
+        with torch.no_grad():
+            for i in range(0, len(images), batch_size):
+                xb = _to_tensor(images[i:i + batch_size], self.device)
+                outs.append(self.model(xb).float().cpu().numpy())
+        return np.concatenate(outs).astype(np.float64)
+
+    def predict_proba(self, images: np.ndarray) -> np.ndarray:
+        """Class probabilities under the training prior, temperature-scaled (N×K)."""
+        if self.task != "classify":
+            raise InputError(f"predict_proba: this {self.arch} model regresses; expected a classifier")
+        return _calibrated(self._outputs(images), self.temperature, self.prior)
+
+    def predict_balanced(self, images: np.ndarray) -> np.ndarray:
+        """Class probabilities of the balanced (class-weighted) model, for balanced accuracy (N×K)."""
+        return _softmax(self._outputs(images))
+
+    def predict(self, images: np.ndarray) -> np.ndarray:
+        """Regression outputs in the targets' units (N×D)."""
+        if self.task != "regress":
+            raise InputError(f"predict: this {self.arch} model classifies; expected a regressor")
+        return self._outputs(images) * self.target_std + self.target_mean
+
+    def summary(self) -> Dict[str, Any]:
+        return {"arch": self.arch, "task": self.task, "epochs_used": self.epochs_used,
+                "best_epoch": self.best_epoch, "stopped_early": self.stopped_early,
+                "val_loss_history": [round(v, 6) for v in self.history], "seconds": round(self.seconds, 2),
+                "temperature": self.temperature}
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def _calibrated(logits: np.ndarray, temperature: float, prior: Optional[np.ndarray]) -> np.ndarray:
+    z = logits / temperature
+    if prior is not None:
+        z = z + np.log(np.clip(prior, 1e-12, None))
+    return _softmax(z)
+
+
+def fit_temperature(logits: np.ndarray, labels: np.ndarray, prior: Optional[np.ndarray]) -> float:
+    """The temperature minimizing the cross-entropy of the prior-corrected probabilities."""
+    grid = np.exp(np.linspace(np.log(0.05), np.log(20.0), 121))
+    idx = np.arange(len(labels))
+    losses = [-np.mean(np.log(np.clip(_calibrated(logits, t, prior)[idx, labels], 1e-12, 1))) for t in grid]
+    return float(grid[int(np.argmin(losses))])
+
+
+def _to_tensor(images: np.ndarray, device: str):
+    import torch
+
+    # contiguous NCHW: a channels-last view made torch 2.13's CPU conv backward abort (double free)
+    return (torch.as_tensor(np.ascontiguousarray(images), device=device).permute(0, 3, 1, 2).float() / 255.0
+            ).contiguous()
+
+
+def pick_device(requested: Optional[str] = None) -> str:
+    """``requested`` or CUDA when present, else CPU."""
+    if requested:
+        return requested
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def train_model(arch: str, task: str, train_images: np.ndarray, train_targets: np.ndarray,
+                val_images: np.ndarray, val_targets: np.ndarray,
+                filter_fn: Optional[Callable[[np.ndarray], np.ndarray]] = None, refilter: bool = True,
+                settings: Optional[TrainSettings] = None, desc: str = "", progress: bool = False) -> TrainedModel:
+    """Train ``arch`` for ``task`` until the validation loss stops improving.
+
+    ``train_images`` are *unfiltered*; ``filter_fn`` (when given) is applied to them
+    once, or every epoch when ``refilter`` (a stochastic filter). ``val_images`` are
+    already filtered (one fixed draw shared by all attackers). Targets: int class
+    labels (classify) or N×D floats (regress).
+    """
+    import torch
+    from torch import nn
+    from tqdm.auto import tqdm
+
+    s = settings or TrainSettings()
+    if task not in TASKS:
+        raise InputError(f"task {task!r}: expected one of {TASKS}")
+    if len(train_images) != len(train_targets) or len(val_images) != len(val_targets):
+        raise InputError(f"train/val images and targets differ in length: {len(train_images)} vs "
+                         f"{len(train_targets)}, {len(val_images)} vs {len(val_targets)}; expected equal")
+    torch.manual_seed(s.seed)
+    rng = np.random.default_rng(s.seed)
+    device = s.device
+    hw = tuple(train_images.shape[1:3])
+    started = time.time()
+
+    prior = target_mean = target_std = None
+    if task == "classify":
+        y_train = np.asarray(train_targets).astype(np.int64)
+        y_val = np.asarray(val_targets).astype(np.int64)
+        k = int(max(y_train.max(), y_val.max()) + 1)
+        counts = np.bincount(y_train, minlength=k).astype(np.float64)
+        if (counts == 0).any():
+            raise InputError(f"training labels lack class(es) {np.flatnonzero(counts == 0).tolist()}; "
+                             "expected every class in the training split")
+        prior = counts / counts.sum()
+        weights = torch.as_tensor(counts.sum() / (k * counts), dtype=torch.float32, device=device)
+        loss_fn: nn.Module = nn.CrossEntropyLoss(weight=weights)
+        t_train = torch.as_tensor(y_train, device=device)
+        t_val = torch.as_tensor(y_val, device=device)
+        outputs = k
+    else:
+        y_train = np.asarray(train_targets, dtype=np.float64).reshape(len(train_targets), -1)
+        y_val = np.asarray(val_targets, dtype=np.float64).reshape(len(val_targets), -1)
+        target_mean, target_std = y_train.mean(0), y_train.std(0) + 1e-8
+        loss_fn = nn.MSELoss()
+        t_train = torch.as_tensor((y_train - target_mean) / target_std, dtype=torch.float32, device=device)
+        t_val = torch.as_tensor((y_val - target_mean) / target_std, dtype=torch.float32, device=device)
+        outputs = y_train.shape[1]
+
+    model = build_model(arch, outputs, hw, s.width).to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=s.lr, weight_decay=s.weight_decay)
+    x_val = _to_tensor(val_images, device)
+    flip = arch == "cnn" and task == "classify"
+
+    def val_loss() -> float:
+        model.eval()
+        with torch.no_grad():
+            total = 0.0
+            for i in range(0, len(x_val), 512):
+                total += float(loss_fn(model(x_val[i:i + 512]), t_val[i:i + 512])) * len(x_val[i:i + 512])
+        return total / len(x_val)
+
+    best, best_state, best_epoch, bad, history = np.inf, None, 0, 0, []
+    x_epoch = train_images if filter_fn is None else filter_fn(train_images)
+    bar = tqdm(range(1, s.max_epochs + 1), desc=desc or f"{arch} {task}", leave=False, disable=not progress)
+    epoch = 0
+    for epoch in bar:
+        if filter_fn is not None and refilter and epoch > 1:
+            x_epoch = filter_fn(train_images)  # fresh noise every epoch
+        model.train()
+        passes = max(1, -(-s.min_steps_per_epoch * s.batch_size // len(x_epoch)))
+        order = np.concatenate([rng.permutation(len(x_epoch)) for _ in range(passes)])
+        for i in range(0, len(order), s.batch_size):
+            idx = order[i:i + s.batch_size]
+            if len(idx) < 2:
+                continue
+            xb = _to_tensor(x_epoch[idx], device)
+            if flip:
+                mask = torch.as_tensor(rng.random(len(idx)) < 0.5, device=device)
+                xb = torch.where(mask[:, None, None, None], xb.flip(3), xb)
+            loss = loss_fn(model(xb), t_train[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        v = val_loss()
+        history.append(v)
+        bar.set_postfix(val_loss=f"{v:.4f}", best=best_epoch)
+        if v < best - s.min_delta:
+            best, best_epoch, bad = v, epoch, 0
+            best_state = copy.deepcopy(model.state_dict())
+        else:
+            bad += 1
+            if bad >= s.patience:
+                break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    trained = TrainedModel(arch=arch, task=task, model=model.eval(), epochs_used=epoch, best_epoch=best_epoch,
+                           stopped_early=bad >= s.patience, history=history, seconds=time.time() - started,
+                           device=device, prior=prior, target_mean=target_mean, target_std=target_std)
+    if task == "classify":
+        trained.temperature = fit_temperature(trained._outputs(val_images), y_val, prior)
+    _log.debug("%s: %d epochs (best %d), %.1fs", desc or arch, epoch, best_epoch, trained.seconds)
+    return trained

@@ -3,6 +3,7 @@
 * ``privsdk bench kernel``   — the fused C++ pre/post kernels against numpy,
   OpenCV's blobFromImage and a plain copy (:mod:`privsdk.bench.kernel`).
 * ``privsdk bench pipeline`` — the whole filter path (:mod:`privsdk.bench.pipeline`).
+* ``privsdk bench filters``  — per-face cost of the bundled filters (:mod:`privsdk.bench.filters`).
 
 Example::
 
@@ -22,6 +23,7 @@ DESCRIPTION = __doc__.split("Example::")[0].strip() if __doc__ else HELP
 TARGETS: Dict[str, str] = {
     "kernel": "privsdk.bench.kernel",
     "pipeline": "privsdk.bench.pipeline",
+    "filters": "privsdk.bench.filters",
 }
 
 

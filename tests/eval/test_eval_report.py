@@ -66,3 +66,25 @@ def test_read_report_errors(tmp_path):
     (tmp_path / "bad.json").write_text("{not json")
     with pytest.raises(InputError, match="not valid JSON"):
         read_report(tmp_path / "bad.json")
+
+
+def test_headline_is_derived_from_the_primary_filter_result() -> None:
+    from privsdk.train.eval.report import headline
+
+    def result(name: str, bacc: float) -> dict:
+        return {"filter": {"name": name},
+                "privacy": {"worst_attacker": {"arch": "cnn", "balanced_accuracy": bacc, "auc": bacc + 0.1},
+                            "leakage_bits": 0.2,
+                            "fixed_attackers": {"cnn": {"balanced_accuracy": 0.55}, "linear": {"balanced_accuracy": 0.6}}},
+                "utility": {"fidelity": {"ssim": 0.8, "psnr_db": 27.0},
+                            "identity": {"share_within_0.6": 0.93}}}
+
+    report = {"filter": {"name": "mine"}, "data": {"name": "smilesmiled"},
+              "chance": {"balanced_accuracy": 0.5}, "clean": {"worst_attacker": {"balanced_accuracy": 0.88}},
+              "results": [result("blur:4", 0.8), result("mine", 0.61)]}
+    h = headline(report)
+    assert h["retrained_attacker_balanced_accuracy"] == 0.61
+    assert h["fixed_attacker_balanced_accuracy"] == 0.6  # the stronger fixed attacker counts
+    assert h["clean_attacker_balanced_accuracy"] == 0.88 and h["chance_balanced_accuracy"] == 0.5
+    assert h["identity_kept_share"] == 0.93 and "pose_mae_ratio" not in h
+    assert headline({"filter": {"name": "absent"}, "results": [result("mine", 0.6)]}) == {}

@@ -41,6 +41,7 @@ from privsdk.errors import DependencyError, InputError
 from privsdk.log import get_logger
 
 from . import bounds as bounds_mod
+from . import report as report_mod
 from .filters import FilterUnderEval, check_images
 from .metrics import (balanced_accuracy, classification_metrics, image_fidelity, label_entropy_bits,
                       majority_rate)
@@ -413,4 +414,5 @@ def evaluate(filters: Sequence[FilterUnderEval], data: EvalData, settings: Optio
         table = bounds_mod.contingency_table(ev.utility_labels["train"], ev.y["train"])
         report["bounds"] = {"utility_label": s.utility_label or "yaw_tercile",
                             **bounds_mod.tradeoff_bounds(table)}
+    report["summary"] = report_mod.headline(report)
     return report

@@ -95,6 +95,38 @@ def versions() -> Dict[str, Any]:
     return out
 
 
+def headline(report: Dict[str, Any]) -> Dict[str, Any]:
+    """The headline numbers of the report's primary filter, beside the clean attacker and chance.
+
+    This is what manifests show as ``evaluation.summary`` (and ``privsdk filters`` lists):
+    derived from the report's own numbers, never typed in.
+    """
+    name = report.get("filter", {}).get("name")
+    primary = next((r for r in report.get("results", []) if r["filter"].get("name") == name), None)
+    if primary is None:
+        return {}
+    p, u = primary["privacy"], primary["utility"]
+    fixed = [v["balanced_accuracy"] for v in p.get("fixed_attackers", {}).values()
+             if v.get("balanced_accuracy") is not None]
+    out: Dict[str, Any] = {
+        "data": report.get("data", {}).get("test_set") or report.get("data", {}).get("name"),
+        "retrained_attacker_balanced_accuracy": p["worst_attacker"]["balanced_accuracy"],
+        "retrained_attacker_auc": p["worst_attacker"]["auc"],
+        "retrained_attacker": p["worst_attacker"]["arch"],
+        "clean_attacker_balanced_accuracy": report.get("clean", {}).get("worst_attacker", {}).get("balanced_accuracy"),
+        "chance_balanced_accuracy": report.get("chance", {}).get("balanced_accuracy"),
+        "fixed_attacker_balanced_accuracy": max(fixed) if fixed else None,
+        "leakage_bits": p.get("leakage_bits"),
+        "ssim": u["fidelity"]["ssim"],
+        "psnr_db": u["fidelity"]["psnr_db"],
+    }
+    if "identity" in u:
+        out["identity_kept_share"] = u["identity"]["share_within_0.6"]
+    if "pose" in u:
+        out["pose_mae_ratio"] = u["pose"].get("fixed_mae_ratio")
+    return out
+
+
 def summary_table(report: Dict[str, Any]) -> str:
     """A plain-text table of the headline numbers (for the CLI's stdout)."""
     rows = [("filter", "worst attacker", "bal.acc", "AUC", "leak bits", "fixed bal.acc", "SSIM", "PSNR", "extra")]

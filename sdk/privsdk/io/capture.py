@@ -5,17 +5,12 @@ import functools
 import re
 from typing import Any
 
-from ..errors import DependencyError
+from ..deps import import_cv2 as _import_cv2
 
 
 def import_cv2() -> Any:
-    """Import OpenCV or raise :class:`DependencyError` saying how to get it."""
-    try:
-        import cv2
-    except ImportError as exc:
-        raise DependencyError("capture and output need OpenCV: 'pip install privsdk[desktop]', or on Jetson "
-                              f"JetPack's python3-opencv (which has GStreamer) -- import failed: {exc}") from None
-    return cv2
+    """OpenCV for capture and output (see :func:`privsdk.deps.import_cv2`)."""
+    return _import_cv2("capture and output")
 
 
 @functools.lru_cache(maxsize=1)

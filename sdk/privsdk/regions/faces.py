@@ -11,6 +11,7 @@ from typing import Any, List, Optional, Tuple
 
 import numpy as np
 
+from ..deps import import_cv2 as _import_cv2
 from ..errors import DependencyError, InputError, RegionError
 from ..log import get_logger
 from .base import Region, RegionFinder, expand_to_aspect
@@ -21,13 +22,8 @@ HAAR_FILE = "haarcascade_frontalface_default.xml"
 
 
 def import_cv2() -> Any:
-    """Import OpenCV or raise :class:`DependencyError` saying how to get it."""
-    try:
-        import cv2
-    except ImportError as exc:
-        raise DependencyError("face regions need OpenCV: 'pip install privsdk[desktop]' (or JetPack's "
-                              f"python3-opencv) -- import failed: {exc}") from None
-    return cv2
+    """OpenCV for face regions (see :func:`privsdk.deps.import_cv2`)."""
+    return _import_cv2("face regions")
 
 
 class HaarFaces(RegionFinder):

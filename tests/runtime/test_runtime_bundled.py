@@ -1,0 +1,68 @@
+"""The filters shipped in the wheel: hashes, manifests, provenance of their numbers, behaviour."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import privsdk
+from privsdk.bundle import NORM, ONNX, load_bundle
+from privsdk.registry import FILTERS_DIR, headline_numbers
+
+BUNDLED = ("emotion", "emotion-lite")
+
+
+@pytest.mark.parametrize("name", BUNDLED)
+def test_bundled_filter_loads_with_matching_hashes(name: str) -> None:
+    bundle = load_bundle(FILTERS_DIR / name)  # raises on any hash mismatch
+    m = bundle.manifest
+    assert m["name"] == name
+    assert m["secret"] == ["smile"]
+    assert bundle.input_size == (64, 64)
+    assert bundle.kind == ("lite" if name.endswith("-lite") else "unet")
+    assert (ONNX in bundle.files) == (bundle.kind == "unet")
+    # small enough to ship in the wheel
+    assert sum(len(b) for b in bundle.files.values()) < 5 * 2**20
+
+
+@pytest.mark.parametrize("name", BUNDLED)
+def test_manifest_numbers_come_from_an_eval_of_the_shipped_files(name: str) -> None:
+    """No number typed in by hand: the embedded report evaluated exactly these files."""
+    bundle = load_bundle(FILTERS_DIR / name)
+    report = bundle.manifest.get("evaluation")
+    assert isinstance(report, dict), "bundled filters ship with their `privsdk eval` report"
+    evaluated = report["filter"]["files"]
+    for fname in (NORM, ONNX):
+        if fname in bundle.manifest["files"]:
+            assert evaluated[fname] == bundle.manifest["files"][fname]
+    assert report["protocol"], "the report names the protocol that produced it"
+    listed = {f.name: f for f in privsdk.filters()}
+    assert name in listed
+    assert listed[name].numbers == headline_numbers(bundle.manifest)
+    assert listed[name].numbers, "privsdk.filters() shows the measured numbers"
+
+
+@pytest.mark.parametrize("name", BUNDLED)
+def test_bundled_filter_changes_only_the_face(name: str, astronaut_bgr: np.ndarray) -> None:
+    f = privsdk.Filter(name, regions="faces", seed=0)
+    out = f.apply(astronaut_bgr)
+    diff = np.any(out != astronaut_bgr, axis=2)
+    assert diff.any(), "the face must be filtered"
+    ys, xs = np.nonzero(diff)
+    # the astronaut's face is in the upper middle of the portrait; nothing far from it changes
+    assert xs.min() > 100 and xs.max() < 330 and ys.min() > 20 and ys.max() < 260
+    assert astronaut_bgr[300:].tobytes() == out[300:].tobytes()
+
+
+@pytest.mark.parametrize("name", BUNDLED)
+def test_bundled_filter_on_face_crops_draws_fresh_noise(name: str, lfw_faces: np.ndarray) -> None:
+    import cv2
+
+    face = cv2.cvtColor(cv2.resize(lfw_faces[0], (64, 64)), cv2.COLOR_GRAY2BGR)
+    f = privsdk.Filter(name, regions="full")
+    a, b = f.apply(face), f.apply(face)
+    assert a.shape == face.shape and a.dtype == np.uint8
+    assert not np.array_equal(a, face)
+    if name == "emotion" or np.asarray(load_bundle(FILTERS_DIR / name).maps["sigma"]).max() > 0:
+        assert not np.array_equal(a, b), "unseeded filters must not replay their noise"

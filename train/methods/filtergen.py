@@ -21,7 +21,6 @@ Hyper-parameters: ``eps`` (generator distortion budget, MSE per pixel, default
 """
 from __future__ import annotations
 
-import math
 from typing import Any, Dict, Tuple
 
 import torch
@@ -30,6 +29,7 @@ import torch.nn.functional as F
 from ..losses import distortion_penalty, entropy
 from ..networks import SecretGenerator, SmallResNet
 from .base import Batch, Method, MethodContext
+from .maxent import MaxEnt
 
 
 class FilterGen(Method):
@@ -78,11 +78,5 @@ class FilterGen(Method):
         return logs
 
     def filter_loss(self, batch: Batch, y: torch.Tensor) -> Tuple[torch.Tensor, Dict[str, float]]:
-        self.attacker.eval()
-        with self._autocast():
-            logits = self.attacker(y)
-        h = entropy(logits).mean()
-        gap = math.log(self.ctx.num_secret_classes) - h
-        util = float(self.params["utility_weight"]) * self._utility_kl(batch, y)
-        return gap + util, {"entropy_bits": float(h.detach()) / math.log(2.0), "entropy_gap": float(gap.detach()),
-                            "utility_kl": float(util.detach())}
+        # Paper 002's filter loss is the negative entropy of the attacker: the maxent objective.
+        return MaxEnt.filter_loss(self, batch, y)  # type: ignore[arg-type]

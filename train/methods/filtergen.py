@@ -26,7 +26,7 @@ from typing import Any, Dict, Tuple
 import torch
 import torch.nn.functional as F
 
-from ..losses import distortion_penalty, entropy
+from ..losses import distortion_penalty
 from ..networks import SecretGenerator, SmallResNet
 from .base import Batch, Method, MethodContext
 from .maxent import MaxEnt

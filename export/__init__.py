@@ -20,7 +20,7 @@ Example::
 """
 from __future__ import annotations
 
-from typing import Any
+from privsdk.lazy import lazy_getattr
 
 _LAZY = {
     "export_checkpoint": ("privsdk.export.bundle_export", "export_checkpoint"),
@@ -32,15 +32,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        module, attr = _LAZY[name]
-        value = getattr(importlib.import_module(module), attr)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'privsdk.export' has no attribute {name!r}")
+__getattr__ = lazy_getattr(globals(), _LAZY)
 
 
 __all__ = list(_LAZY)

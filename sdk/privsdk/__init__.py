@@ -12,8 +12,7 @@ onnxruntime are imported only when a filter or a camera is first used.
 """
 from __future__ import annotations
 
-from typing import Any
-
+from .lazy import lazy_getattr
 from .errors import (BackendError, BundleError, DependencyError, InputError, PrivsdkError,
                      RegionError, SourceError)
 
@@ -26,15 +25,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        module, attr = _LAZY[name]
-        value = getattr(importlib.import_module(module), attr)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'privsdk' has no attribute {name!r}")
+__getattr__ = lazy_getattr(globals(), _LAZY)
 
 
 __all__ = ["Filter", "filters", "PrivsdkError", "InputError", "BundleError", "BackendError",

@@ -92,12 +92,7 @@ def plot_tradeoff(report: Dict[str, Any], path: Union[str, Path], utility: str =
         bx.set_title("paper 000 bounds")
         bx.grid(alpha=0.3)
         bx.legend(fontsize=7)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_synthetic(result: Dict[str, Any], path: Union[str, Path]) -> Path:
@@ -121,6 +116,13 @@ def plot_synthetic(result: Dict[str, Any], path: Union[str, Path]) -> Path:
         ax.set_ylabel("I(U; X | Y) nats")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
+    return _save(fig, path)
+
+
+def _save(fig: Any, path: Union[str, Path]) -> Path:
+    """Lay out, write as PNG (creating the folder) and close ``fig``."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

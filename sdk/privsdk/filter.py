@@ -38,10 +38,15 @@ frame instead and counts it in ``stats.blanked``.
 
 Threads: a ``Filter`` may be shared between threads; calls are serialized by a
 lock (its buffers are preallocated and reused). For parallel work create one
-``Filter`` per thread.
+``Filter`` per thread. ``stream`` is pipelined: a worker thread reads the next
+frame and finds its faces while the caller's thread filters the current one
+(frames stay in order, and each frame is filtered with its own regions, never
+with a neighbour's), so the face detector and the network overlap on a
+multi-core CPU or a CPU + GPU device.
 """
 from __future__ import annotations
 
+import queue
 import threading
 import time
 from dataclasses import dataclass, field
@@ -57,7 +62,7 @@ from .log import get_logger
 _log = get_logger(__name__)
 
 REGION_MODES = ("auto", "full", "faces")
-STAGES = ("regions", "pre", "network", "post")
+STAGES = ("capture", "regions", "pre", "network", "post")  # capture: waiting for a stream's next frame
 
 
 @dataclass
@@ -97,6 +102,10 @@ class StreamItem:
     regions: list
     blanked: bool
     error: Optional[str] = None
+    #: the source's name of the frame (an image file of a folder source), if it has one
+    name: Optional[str] = None
+    #: ``time.perf_counter()`` when the frame was read from the source (latency = now − this)
+    captured_at: Optional[float] = None
 
 
 def blank_like(shape: Tuple[int, ...]) -> np.ndarray:
@@ -215,6 +224,7 @@ class Filter:
         if not (isinstance(regions, str) and regions == "auto"):
             self._finder_for(regions)  # build it now, so a bad region spec fails here
         self._lock = threading.Lock()
+        self._region_lock = threading.Lock()  # finders keep hold-over state: one frame at a time, in order
         self.stats = FilterStats()
         self.last_regions: list = []
         self._last_shape: Optional[Tuple[int, ...]] = None
@@ -280,7 +290,7 @@ class Filter:
 
     def reset(self) -> None:
         """Forget the regions held from earlier frames (call between unrelated streams)."""
-        with self._lock:
+        with self._lock, self._region_lock:
             for f in self._finders.values():
                 f.reset()
 
@@ -315,17 +325,24 @@ class Filter:
         self.stats.seconds["network"] += t1 - t0
         self.stats.seconds["post"] += t2 - t1
 
-    def _process(self, frames: Sequence[np.ndarray], outs: Sequence[np.ndarray]) -> List[list]:
+    def _find_regions(self, frame: np.ndarray) -> list:
+        """The regions of one (checked) frame; frames must come in stream order (hold-over)."""
+        t0 = time.perf_counter()
+        with self._region_lock:
+            regions = self._finder(frame).find(frame)
+        self.stats.seconds["regions"] += time.perf_counter() - t0
+        return regions
+
+    def _process(self, frames: Sequence[np.ndarray], outs: Sequence[np.ndarray],
+                 found: Optional[Sequence[list]] = None) -> List[list]:
         from .kernels import pre
 
         maps = self._maps
         jobs: List[Tuple[np.ndarray, Tuple[int, int, int, int]]] = []
         all_regions: List[list] = []
-        for frame, out in zip(frames, outs):
-            t0 = time.perf_counter()
-            regions = self._finder(frame).find(frame)
+        for i, (frame, out) in enumerate(zip(frames, outs)):
+            regions = found[i] if found is not None else self._find_regions(frame)
             t1 = time.perf_counter()
-            self.stats.seconds["regions"] += t1 - t0
             all_regions.append(regions)
             for r in regions:
                 slot = len(jobs)
@@ -342,7 +359,8 @@ class Filter:
         self._flush(jobs)
         return all_regions
 
-    def _run(self, frames: Sequence[Any], outs: Optional[Sequence[Optional[np.ndarray]]]) -> Tuple[List[np.ndarray], List[list]]:
+    def _run(self, frames: Sequence[Any], outs: Optional[Sequence[Optional[np.ndarray]]],
+             found: Optional[Sequence[list]] = None) -> Tuple[List[np.ndarray], List[list]]:
         checked = [self._check_frame(f, f"frames[{i}]" if len(frames) > 1 else "frame") for i, f in enumerate(frames)]
         results: List[np.ndarray] = []
         for i, frame in enumerate(checked):
@@ -359,7 +377,7 @@ class Filter:
             results.append(out)
         with self._lock:
             try:
-                regions = self._process(checked, results)
+                regions = self._process(checked, results, found)
             except Exception as exc:
                 for r in results:  # fail closed: whatever was written is not returned
                     r[...] = 0
@@ -397,10 +415,18 @@ class Filter:
     def apply_safe(self, frame: Any, index: int = 0) -> StreamItem:
         """Sanitize one frame of a stream, never raising for a bad frame: on any failure the
         result is a blanked frame, counted in ``stats.blanked`` (hold-over state is kept)."""
+        return self._safe(frame, index)
+
+    def _safe(self, frame: Any, index: int, found: Optional[list] = None, failure: Optional[BaseException] = None,
+              name: Optional[str] = None, captured_at: Optional[float] = None) -> StreamItem:
+        """``apply_safe`` with the regions already found (``found``) or the finder's failure (``failure``)."""
         try:
-            clean = self.apply(frame)
+            if failure is not None:
+                raise failure
+            results, _ = self._run([frame], None, [found] if found is not None else None)
+            clean = results[0]
             self._last_shape = clean.shape
-            return StreamItem(index, clean, list(self.last_regions), False)
+            return StreamItem(index, clean, list(self.last_regions), False, name=name, captured_at=captured_at)
         except Exception as exc:
             with self._lock:
                 self.stats.blanked += 1
@@ -411,24 +437,97 @@ class Filter:
                 shape = frame.shape
             else:
                 shape = self._last_shape or (*self.input_size, 3)
-            return StreamItem(index, blank_like(shape), [], True, str(exc))
+            return StreamItem(index, blank_like(shape), [], True, str(exc), name, captured_at)
 
-    def stream_results(self, source: Any, max_frames: Optional[int] = None) -> Iterator[StreamItem]:
+    def stream_results(self, source: Any, max_frames: Optional[int] = None,
+                       pipelined: bool = True) -> Iterator[StreamItem]:
         """Like :meth:`stream`, with what was filtered: yields :class:`StreamItem`.
 
         A frame that cannot be filtered (unreadable, wrong shape, backend or finder
         failure) is replaced by a blanked frame and counted in ``stats.blanked``.
+        ``pipelined=False`` reads, finds and filters each frame in the caller's thread.
         """
         frames, close = _frames_of(source)
         self.reset()
         try:
-            for index, frame in enumerate(frames):
-                if max_frames is not None and index >= max_frames:
-                    break
-                yield self.apply_safe(frame, index)
+            if pipelined:
+                yield from self._pipelined(frames, max_frames)
+            else:
+                it = iter(frames)
+                index = 0
+                while max_frames is None or index < max_frames:
+                    t0 = time.perf_counter()
+                    frame = next(it, _END)
+                    t1 = time.perf_counter()
+                    self.stats.seconds["capture"] += t1 - t0
+                    if frame is _END:
+                        break
+                    yield self._safe(frame, index, name=getattr(frames, "current_name", None), captured_at=t1)
+                    index += 1
         finally:
             if close is not None:
                 close()
+
+    def _pipelined(self, frames: Iterable[Any], max_frames: Optional[int]) -> Iterator[StreamItem]:
+        """Two stages: a worker thread reads frames and finds their regions; this thread filters."""
+        handoff: "queue.Queue[Any]" = queue.Queue(maxsize=2)  # bounded: live sources keep low latency
+        stop = threading.Event()
+
+        def put(item: Any) -> None:
+            while not stop.is_set():
+                try:
+                    handoff.put(item, timeout=0.1)
+                    return
+                except queue.Full:
+                    continue
+
+        def work() -> None:
+            it = iter(frames)
+            index = 0
+            try:
+                while not stop.is_set() and (max_frames is None or index < max_frames):
+                    t0 = time.perf_counter()
+                    frame = next(it, _END)
+                    t1 = time.perf_counter()
+                    self.stats.seconds["capture"] += t1 - t0
+                    if frame is _END:
+                        break
+                    name = getattr(frames, "current_name", None)
+                    found, failure = None, None
+                    try:
+                        found = self._find_regions(self._check_frame(frame))
+                    except Exception as exc:  # filtered as a failure (blanked) by the consumer
+                        failure = exc
+                    put((index, frame, found, failure, name, t1))
+                    index += 1
+            except BaseException as exc:  # the source itself failed: re-raised in the caller's thread
+                put(_SourceFailure(exc))
+            finally:
+                put(_END)
+
+        worker = threading.Thread(target=work, name="privsdk-regions", daemon=True)
+        worker.start()
+        try:
+            while True:
+                item = handoff.get()
+                if item is _END:
+                    break
+                if isinstance(item, _SourceFailure):
+                    raise item.exc
+                index, frame, found, failure, name, t1 = item
+                yield self._safe(frame, index, found=found, failure=failure, name=name, captured_at=t1)
+        finally:
+            stop.set()
+            deadline = time.monotonic() + 5.0
+            while worker.is_alive():  # unblock a worker waiting to hand over a frame
+                try:
+                    handoff.get(timeout=0.05)
+                except queue.Empty:
+                    pass
+                worker.join(timeout=0.05)
+                if time.monotonic() > deadline:  # stuck in the source's read: it is a daemon, let it go
+                    _log.warning("the stream's reader thread did not stop within 5 s (blocked in the source)")
+                    break
 
     def stream(self, source: Any, max_frames: Optional[int] = None) -> Iterator[np.ndarray]:
         """Yield sanitized frames from ``source``: a URI/path/index (see :func:`privsdk.io.open_source`;
@@ -447,6 +546,14 @@ class Filter:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+_END = object()
+
+
+class _SourceFailure:
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
 
 
 def _frames_of(source: Any) -> Tuple[Iterable[Any], Optional[Any]]:

@@ -216,3 +216,59 @@ def test_import_privsdk_stays_light():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "", f"import privsdk pulled in {out.stdout.strip()}"
+
+
+def _moving_face_frames(astronaut_bgr, n=6):
+    # the portrait shifted a little each frame, with a face-free frame in the middle: hold-over and
+    # per-frame regions both matter, so a pipelined stream that mixed up frames would differ
+    frames = [np.roll(astronaut_bgr, 7 * i, axis=1) for i in range(n)]
+    frames[n // 2] = np.full_like(astronaut_bgr, 90)
+    return frames
+
+
+def test_pipelined_stream_equals_the_serial_stream(bundles, astronaut_bgr):
+    frames = _moving_face_frames(astronaut_bgr)
+    serial = list(Filter(bundles["unet"], regions="faces", seed=9).stream_results(frames, pipelined=False))
+    piped_filter = Filter(bundles["unet"], regions="faces", seed=9)
+    piped = list(piped_filter.stream_results(frames))
+    assert [i.index for i in piped] == list(range(len(frames)))
+    for a, b in zip(serial, piped):
+        assert [r.roi for r in a.regions] == [r.roi for r in b.regions]
+        assert np.array_equal(a.frame, b.frame), "each frame must be filtered with its own regions, in order"
+    assert any(r.held for r in piped[len(frames) // 2].regions), "the face-free frame keeps the held face"
+    assert piped_filter.stats.frames == len(frames) and piped_filter.stats.seconds["regions"] > 0
+
+
+def test_pipelined_stream_raises_a_source_failure_and_stops_its_worker(bundles, astronaut_bgr):
+    import threading
+
+    def failing_source():
+        yield astronaut_bgr
+        raise OSError("injected: camera unplugged")
+
+    f = Filter(bundles["lite"], regions="faces")
+    items = f.stream_results(failing_source())
+    assert not next(items).blanked
+    with pytest.raises(OSError, match="unplugged"):
+        next(items)
+    assert not [t for t in threading.enumerate() if t.name == "privsdk-regions"]
+
+
+def test_closing_a_pipelined_stream_early_stops_reading(bundles, astronaut_bgr):
+    import threading
+
+    read = {"n": 0}
+
+    def endless():
+        while True:
+            read["n"] += 1
+            yield astronaut_bgr
+
+    f = Filter(bundles["lite"], regions="faces")
+    items = f.stream_results(endless())
+    for _ in range(3):
+        next(items)
+    items.close()
+    assert not [t for t in threading.enumerate() if t.name == "privsdk-regions"]
+    assert read["n"] <= 3 + 3, "the worker reads at most the bounded hand-over ahead"
+    assert len(list(f.stream_results(endless(), max_frames=4))) == 4

@@ -74,8 +74,8 @@ class TrainConfig:
 
     epochs: int = 20
     batch_size: int = 128
-    lr: float = 1e-3
-    adversary_lr: float = 1e-3
+    lr: float = 1e-3                           # the filter's (a lite filter's per-pixel maps want ~1e-2)
+    adversary_lr: float = 1e-3                 # attackers, decoders and the clean frozen models
     adversary_steps: int = 1
     weight_decay: float = 0.0
     lr_schedule: str = "cosine"                # cosine | constant

@@ -172,7 +172,7 @@ class Trainer:
                 return load_frozen(path, device)
             log.info("training the clean %s model (%d epochs) -> %s", label, t.pretrain_epochs, path)
             model = train_clean_model(images[tr], targets[tr], kind=kind, outputs=outputs, width=t.estimator_width,
-                                      epochs=t.pretrain_epochs, batch_size=t.batch_size, lr=t.lr, device=device,
+                                      epochs=t.pretrain_epochs, batch_size=t.batch_size, lr=t.adversary_lr, device=device,
                                       seed=t.seed + 17, desc=f"clean {label}", val=(images[va], targets[va]),
                                       max_steps_per_epoch=t.max_steps_per_epoch)
             metric = evaluate_model(model, images[va], targets[va], kind=kind, device=device)

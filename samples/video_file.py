@@ -1,5 +1,5 @@
-"""Filter a video file: same frame rate and frame count, sound copied when ffmpeg is installed,
-and a JSON side-file of the faces filtered in each frame.
+"""Filter a video file: same frame rate and frame count, the sound copied (unfiltered) only with
+--keep-audio, and a JSON side-file of the faces filtered in each frame.
 
 Example::
 
@@ -23,12 +23,14 @@ def main() -> int:
     parser.add_argument("--filter", default="emotion", help="bundled filter name or bundle path")
     parser.add_argument("--encoder", default=None, help="FourCC: mp4v, avc1, MJPG, XVID ...")
     parser.add_argument("--json", default=None, help="write the faces filtered per frame here")
+    parser.add_argument("--keep-audio", action="store_true",
+                        help="copy the input's sound, unfiltered (needs ffmpeg or privsdk[audio])")
     args = parser.parse_args()
 
     flt = Filter(args.filter, regions="faces")
     side = SideFile(args.json, {"filter": flt.name, "source": args.input}) if args.json else None
     with open_source(args.input) as video, \
-            open_sink(args.output, fps=video.fps, encoder=args.encoder, audio_from=args.input) as out:
+            open_sink(args.output, fps=video.fps, encoder=args.encoder, audio_from=args.input if args.keep_audio else None) as out:
         for item in tqdm(flt.stream_results(video), total=video.frame_count, unit="frame"):
             out.write(item.frame)
             if side is not None:

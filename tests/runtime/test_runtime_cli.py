@@ -91,3 +91,32 @@ def test_filters_command_lists_bundled_filters(capsys):
     assert main(["filters", "--json"]) == 0
     text = capsys.readouterr().out
     assert "[" in text
+
+
+def test_run_copies_sound_only_when_asked(bundle, tmp_path, astronaut_bgr):
+    import subprocess
+
+    from privsdk.io.sinks import _ffmpeg, has_audio
+
+    ffmpeg = _ffmpeg()
+    if ffmpeg is None:
+        pytest.skip("no ffmpeg here (neither on PATH nor from imageio-ffmpeg, `pip install 'privsdk[audio]'`)")
+    frames = tmp_path / "frames.avi"
+    w = cv2.VideoWriter(str(frames), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (512, 512))
+    for _ in range(10):
+        w.write(astronaut_bgr)
+    w.release()
+    src = tmp_path / "talk.mp4"  # the portrait with a second of a 440 Hz tone as its sound
+    subprocess.run([ffmpeg, "-y", "-loglevel", "error", "-i", str(frames), "-f", "lavfi", "-i",
+                    "sine=frequency=440:duration=1", "-c:v", "mpeg4", "-c:a", "aac", "-shortest", str(src)],
+                   check=True)
+    assert has_audio(src) is True
+    silent, kept = tmp_path / "silent.mp4", tmp_path / "kept.mp4"
+    assert main(["run", "--source", str(src), "--filter", str(bundle), "--sink", str(silent)]) == 0
+    assert main(["run", "--source", str(src), "--filter", str(bundle), "--sink", str(kept), "--keep-audio"]) == 0
+    assert has_audio(silent) is False, "sound is dropped unless --keep-audio"
+    assert has_audio(kept) is True
+    assert _frames(kept)[0] == _frames(silent)[0] == 10
+    original = cv2.VideoCapture(str(src)).read()[1]
+    filtered = cv2.VideoCapture(str(kept)).read()[1]
+    assert np.abs(original.astype(int) - filtered.astype(int)).max() > 40, "the muxed video is the filtered one"

@@ -39,6 +39,9 @@ def add_common_arguments(parser: argparse.ArgumentParser, default_filter: Option
     parser.add_argument("--json", dest="side_file", default=None, metavar="PATH",
                         help="write a JSON side-file of what was filtered per frame")
     parser.add_argument("--encoder", default=None, help="FourCC of the video sink (mp4v, MJPG, avc1, ...)")
+    parser.add_argument("--keep-audio", action="store_true",
+                        help="copy a video file's sound, unfiltered, into the video sink (needs ffmpeg or "
+                             "privsdk[audio]; off by default: voices identify people too)")
     parser.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")
     parser.add_argument("--threads", type=int, default=None, help="backend intra-op threads (default: all cores)")
     parser.add_argument("--serial", action="store_true",
@@ -92,7 +95,9 @@ def run_pipeline(args: argparse.Namespace, source_spec: Any, sink_specs: List[st
     flt = Filter(args.filter, backend=args.backend, device=args.device, regions=args.regions, seed=args.seed,
                  hold=args.hold, margin=args.margin, threads=args.threads, region_options=_region_options(args))
     src = open_source(source_spec, **(source_options or {}))
-    audio_from = str(source_spec) if not src.live and src.frame_count and isinstance(source_spec, str) else None
+    # sound is not filtered: it is copied only when asked for (voices can identify people too)
+    audio_from = str(source_spec) if args.keep_audio and not src.live and src.frame_count \
+        and isinstance(source_spec, str) else None
     sinks = [open_sink(s, fps=src.fps or 30.0, encoder=args.encoder, audio_from=audio_from) for s in sink_specs]
     window = WindowSink() if show else None
     side = SideFile(args.side_file, {"filter": flt.name, "source": str(source_spec)}) if args.side_file else None

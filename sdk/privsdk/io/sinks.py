@@ -102,7 +102,16 @@ class WindowSink(Sink):
 
 
 def _ffmpeg() -> Optional[str]:
-    return shutil.which("ffmpeg")
+    """The ffmpeg on PATH, else the one the ``imageio-ffmpeg`` package ships (``privsdk[audio]``), else None."""
+    found = shutil.which("ffmpeg")
+    if found:
+        return found
+    try:
+        import imageio_ffmpeg
+
+        return imageio_ffmpeg.get_ffmpeg_exe()
+    except Exception:  # not installed, or its binary missing for this platform
+        return None
 
 
 def has_audio(path: Union[str, Path]) -> Optional[bool]:
@@ -196,7 +205,7 @@ class VideoFileSink(Sink):
         ffmpeg = _ffmpeg()
         if ffmpeg is None:
             warn_once("no-ffmpeg", f"ffmpeg is not installed: the sound of {self.audio_from} was not copied into "
-                      f"{self.path} (install ffmpeg to keep audio)", _log)
+                      f"{self.path} (install ffmpeg, or `pip install 'privsdk[audio]'`, to keep audio)", _log)
             return
         tmp = self.path.with_name(self.path.stem + ".video" + self.path.suffix)
         os.replace(self.path, tmp)

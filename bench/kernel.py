@@ -5,11 +5,14 @@ crop) and output size, it times the fused pre-kernel (σ noise, float32) against
 
 * the numpy reference (:mod:`privsdk.kernels.reference`, same semantics),
 * ``cv2.dnn.blobFromImage`` on the same region (does less: one mean per
-  channel, no per-location maps, no noise),
+  channel, no per-location maps, no noise), with as many OpenCV threads as
+  the fused kernel gets (``--threads N``; OpenCV's default for ``--threads 0``),
 * a plain copy of the same output bytes (``np.copyto`` into a preallocated
   array: the memory-bound floor),
 
-and the fused post-kernel against the numpy reference. It prints a table (ms
+the same calls through :class:`privsdk.kernels.PreparedMaps` (maps checked once,
+no per-call scan: how ``privsdk.Filter`` runs them), and the fused post-kernel
+against the numpy reference. It prints a table (ms
 as the median of N calls, GB/s of output written, ratios) and writes JSON.
 Never part of CI's pass/fail.
 
@@ -75,7 +78,7 @@ def run(inputs: Sequence[Tuple[int, int]], outputs: Sequence[int], repeat: int =
     import numpy as np
     from tqdm import tqdm
 
-    from ..kernels import IMPLEMENTATION, NoiseSource
+    from ..kernels import IMPLEMENTATION, NoiseSource, PreparedMaps
     from ..kernels import post as fused_post
     from ..kernels import pre as fused_pre
     from ..kernels import reference as ref
@@ -103,6 +106,10 @@ def run(inputs: Sequence[Tuple[int, int]], outputs: Sequence[int], repeat: int =
         fused = time_call(lambda: fused_pre(frame, roi, scale, shift, sigma, out=out, rng=noise, threads=threads),
                           repeat)
         fused_nn = time_call(lambda: fused_pre(frame, roi, scale, shift, out=out, threads=threads), repeat)
+        # The same through PreparedMaps (maps checked once, as privsdk.Filter runs them: no per-call scan).
+        prepared, prepared_nn = PreparedMaps(scale, shift, sigma), PreparedMaps(scale, shift)
+        fused_prep = time_call(lambda: prepared.pre(frame, roi, out=out, rng=noise, threads=threads), repeat)
+        fused_prep_nn = time_call(lambda: prepared_nn.pre(frame, roi, out=out, threads=threads), repeat)
         dst = np.empty_like(out)
         copy = time_call(lambda: np.copyto(dst, out), repeat)
         ref_t = ref_nn = None
@@ -111,16 +118,14 @@ def run(inputs: Sequence[Tuple[int, int]], outputs: Sequence[int], repeat: int =
             ref_t = time_call(lambda: ref.pre(frame, roi, scale, shift, sigma, rng=ref_noise), slow, warmup=1,
                               max_seconds=5.0)
             ref_nn = time_call(lambda: ref.pre(frame, roi, scale, shift), slow, warmup=1, max_seconds=5.0)
-        blob_t = None
-        if cv2 is not None:
-            blob_t = time_call(lambda: cv2.dnn.blobFromImage(crop, 1 / 255.0, (n, n), (104.0, 117.0, 123.0),
-                                                             swapRB=True, crop=False), repeat)
+        blob_t = _time_blob(cv2, crop, n, repeat, threads) if cv2 is not None else None
         nbytes = out.nbytes
         f_ms = fused.median_ms
         pre_rows.append({
             "input": f"{w}x{h}", "region": region, "roi": list(roi), "output": f"{n}x{n}", "out_bytes": nbytes,
             "fused_ms": f_ms, "fused_gbps": gbps(nbytes, f_ms),
             "fused_no_noise_ms": fused_nn.median_ms,
+            "fused_prepared_ms": fused_prep.median_ms, "fused_no_noise_prepared_ms": fused_prep_nn.median_ms,
             "reference_ms": ref_t.median_ms if ref_t else None,
             "blob_ms": blob_t.median_ms if blob_t else None,
             "copy_ms": copy.median_ms, "copy_gbps": gbps(nbytes, copy.median_ms),
@@ -133,7 +138,8 @@ def run(inputs: Sequence[Tuple[int, int]], outputs: Sequence[int], repeat: int =
             "no_noise_speedup_vs_reference": _ratio(ref_nn.median_ms if ref_nn else None, fused_nn.median_ms),
             "no_noise_speedup_vs_blob": _ratio(blob_t.median_ms if blob_t else None, fused_nn.median_ms),
             "no_noise_times_copy": _ratio(fused_nn.median_ms, copy.median_ms),
-            "timings": {"fused": fused, "fused_no_noise": fused_nn, "reference": ref_t,
+            "timings": {"fused": fused, "fused_no_noise": fused_nn, "fused_prepared": fused_prep,
+                        "fused_no_noise_prepared": fused_prep_nn, "reference": ref_t,
                         "reference_no_noise": ref_nn, "blob": blob_t, "copy": copy},
         })
         if post:
@@ -156,7 +162,9 @@ def run(inputs: Sequence[Tuple[int, int]], outputs: Sequence[int], repeat: int =
         "implementation": IMPLEMENTATION,
         "threads": threads,
         "repeat": repeat,
-        "opencv_threads": cv2.getNumThreads() if cv2 is not None else None,
+        # blobFromImage ran with this many OpenCV threads: the fused kernel's count
+        # (--threads N), or OpenCV's default (all cores) when --threads 0.
+        "opencv_threads": _blob_threads(cv2, threads) if cv2 is not None else None,
         "opencv": cv2.__version__ if cv2 is not None else None,
         "targets": TARGETS,
         "pre": pre_rows,
@@ -164,6 +172,30 @@ def run(inputs: Sequence[Tuple[int, int]], outputs: Sequence[int], repeat: int =
         "targets_met": _targets_met(pre_rows),
         "targets_met_no_noise": _targets_met(pre_rows, prefix="no_noise_"),
     }
+
+
+def _blob_threads(cv2: Any, threads: int) -> int:
+    """The OpenCV thread count that blobFromImage runs with: the fused kernel's when set."""
+    return threads if threads > 0 else cv2.getNumThreads()
+
+
+def _time_blob(cv2: Any, crop: Any, n: int, repeat: int, threads: int) -> Any:
+    """Time ``cv2.dnn.blobFromImage`` on ``crop`` to n×n with the fused kernel's thread count.
+
+    A fair baseline: with ``threads > 0`` OpenCV gets the same number of threads
+    as the fused kernel (its own setting is restored afterwards); ``threads = 0``
+    (all cores) leaves OpenCV's default, which also uses all cores.
+    """
+    from .common import time_call
+
+    saved = cv2.getNumThreads()
+    if threads > 0:
+        cv2.setNumThreads(threads)
+    try:
+        return time_call(lambda: cv2.dnn.blobFromImage(crop, 1 / 255.0, (n, n), (104.0, 117.0, 123.0),
+                                                       swapRB=True, crop=False), repeat)
+    finally:
+        cv2.setNumThreads(saved)
 
 
 def _targets_met(rows: Sequence[Dict[str, Any]], prefix: str = "") -> Dict[str, Any]:
@@ -184,12 +216,14 @@ def _targets_met(rows: Sequence[Dict[str, Any]], prefix: str = "") -> Dict[str, 
 
 PRE_COLUMNS = [("input", "input", "s"), ("region", "roi", "s"), ("output", "out", "s"),
                ("fused_ms", "fused ms", ".3f"), ("fused_gbps", "GB/s", ".2f"),
-               ("fused_no_noise_ms", "no-noise ms", ".3f"), ("reference_ms", "numpy ms", ".2f"),
+               ("fused_prepared_ms", "prep. ms", ".3f"), ("fused_no_noise_ms", "no-noise ms", ".3f"),
+               ("reference_ms", "numpy ms", ".2f"),
                ("speedup_vs_reference", "×numpy", ".1f"), ("blob_ms", "blob ms", ".3f"),
                ("speedup_vs_blob", "×blob", ".2f"), ("copy_ms", "copy ms", ".4f"),
                ("times_copy", "/copy", ".1f")]
 NO_NOISE_COLUMNS = [("input", "input", "s"), ("region", "roi", "s"), ("output", "out", "s"),
-                    ("fused_no_noise_ms", "fused ms", ".3f"), ("fused_no_noise_gbps", "GB/s", ".2f"),
+                    ("fused_no_noise_ms", "fused ms", ".3f"), ("fused_no_noise_prepared_ms", "prep. ms", ".3f"),
+                    ("fused_no_noise_gbps", "GB/s", ".2f"),
                     ("reference_no_noise_ms", "numpy ms", ".2f"), ("no_noise_speedup_vs_reference", "×numpy", ".1f"),
                     ("blob_ms", "blob ms", ".3f"), ("no_noise_speedup_vs_blob", "×blob", ".2f"),
                     ("copy_ms", "copy ms", ".4f"), ("no_noise_times_copy", "/copy", ".1f")]
@@ -212,7 +246,11 @@ def main(args: argparse.Namespace) -> int:
     if results["implementation"] != "cpp":
         log.warning("the C++ extension is not built: 'fused' below is the numpy reference")
     print(f"fused pre-kernel ({results['implementation']}, threads={args.threads}, σ noise, float32) — "
-          f"median of {args.repeat} calls; ×numpy and ×blob are speed-ups, /copy is time over the copy floor")
+          f"median of {args.repeat} calls; ×numpy and ×blob are speed-ups, /copy is time over the copy floor; "
+          f"prep. = the same through PreparedMaps (maps checked once, as privsdk.Filter runs them)")
+    if results["opencv_threads"] is not None:
+        print(f"blob = cv2.dnn.blobFromImage (OpenCV {results['opencv']}) with {results['opencv_threads']} "
+              f"OpenCV thread(s), " + ("the fused kernel's count" if args.threads > 0 else "OpenCV's default"))
     print(format_table(results["pre"], PRE_COLUMNS))
     print("\nfused pre-kernel without σ noise (sigma=None, as the U-Net pre-step), float32")
     print(format_table(results["pre"], NO_NOISE_COLUMNS))

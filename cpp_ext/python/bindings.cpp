@@ -59,11 +59,14 @@ const float* map_ptr(const std::optional<py::array>& m, const char* name, std::i
 void pre(const py::array& frame, std::int64_t x, std::int64_t y, std::int64_t w, std::int64_t h,
          const py::array& scale, const std::optional<py::array>& shift, const std::optional<py::array>& sigma,
          py::array out, std::vector<py::array> noise_outputs, privsdk::NoiseSource* rng, bool swap_rb,
-         int threads) {
+         int threads, std::optional<bool> sigma_nonzero) {
   const auto view = image_view<privsdk::ImageView>(frame, static_cast<const std::uint8_t*>(frame.data()), "frame");
   if (scale.ndim() != 3) bad("scale: expected shape (3, H, W), got " + std::to_string(scale.ndim()) + "-D");
   const std::int64_t H = scale.shape(1), W = scale.shape(2);
   privsdk::Maps maps{map_ptr(scale, "scale", H, W), map_ptr(shift, "shift", H, W), map_ptr(sigma, "sigma", H, W), H, W};
+  // Maps checked once by the caller (privsdk.kernels.PreparedMaps): no per-call scan.
+  maps.values_checked = sigma_nonzero.has_value();
+  maps.sigma_nonzero = sigma_nonzero.value_or(false);
   const DType od = float_dtype(out, "out");
   require_c_contiguous(out, "out");
   require_writeable(out, "out");
@@ -132,7 +135,9 @@ PYBIND11_MODULE(_fused, m) {
   m.def("half_to_float", &privsdk::half_to_float, py::arg("bits"), "The float of IEEE binary16 bits.");
   m.def("pre", &pre, py::arg("frame"), py::arg("x"), py::arg("y"), py::arg("w"), py::arg("h"), py::arg("scale"),
         py::arg("shift"), py::arg("sigma"), py::arg("out"), py::arg("noise_outputs"), py::arg("rng"),
-        py::arg("swap_rb"), py::arg("threads"), "Fused pre-kernel (raw; see privsdk.kernels.pre).");
+        py::arg("swap_rb"), py::arg("threads"), py::arg("sigma_nonzero") = py::none(),
+        "Fused pre-kernel (raw; see privsdk.kernels.pre). sigma_nonzero: None scans the maps' values; "
+        "True/False trusts a caller that checked them (privsdk.kernels.PreparedMaps).");
   m.def("post", &post, py::arg("y"), py::arg("frame"), py::arg("x0"), py::arg("y0"), py::arg("w"), py::arg("h"),
         py::arg("scale"), py::arg("shift"), py::arg("swap_rb"), py::arg("threads"),
         "Fused post-kernel (raw; see privsdk.kernels.post).");

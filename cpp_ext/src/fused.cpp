@@ -45,6 +45,8 @@
 #if defined(__GNUC__) && defined(__x86_64__) && defined(__SSE2__) && !defined(PRIVSDK_NO_AVX2)
 #define PRIVSDK_AVX2 1
 #include <immintrin.h>
+
+#include "privsdk/detail/normal_avx2.hpp"
 #else
 #define PRIVSDK_AVX2 0
 #endif
@@ -59,45 +61,6 @@ bool cpu_has_avx2() {
   return __builtin_cpu_supports("avx2");
 }
 const bool kHaveAvx2 = cpu_has_avx2();
-
-// Philox4x32-10 of 8 blocks per step (nb rounded up to a multiple of 8; the
-// arrays hold kMaxBlocks): the same integer operations as philox_block, with
-// the 32x32->64 products of even and odd lanes from two vpmuludq.
-__attribute__((target("avx2"))) void philox_words_avx2(std::uint32_t block, std::uint32_t id, std::uint32_t c2,
-                                                       std::uint32_t c3, std::uint32_t k0, std::uint32_t k1,
-                                                       std::size_t nb, std::uint32_t* w0, std::uint32_t* w1,
-                                                       std::uint32_t* w2, std::uint32_t* w3) {
-  const __m256i m0 = _mm256_set1_epi32(static_cast<int>(detail::kPhiloxM0));
-  const __m256i m1 = _mm256_set1_epi32(static_cast<int>(detail::kPhiloxM1));
-  const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-  for (std::size_t b = 0; b < nb; b += 8) {
-    __m256i x0 = _mm256_add_epi32(_mm256_set1_epi32(static_cast<int>(block + static_cast<std::uint32_t>(b))), lanes);
-    __m256i x1 = _mm256_set1_epi32(static_cast<int>(id));
-    __m256i x2 = _mm256_set1_epi32(static_cast<int>(c2));
-    __m256i x3 = _mm256_set1_epi32(static_cast<int>(c3));
-    std::uint32_t r0 = k0, r1 = k1;
-    for (int r = 0; r < 10; ++r) {
-      const __m256i pe0 = _mm256_mul_epu32(x0, m0), po0 = _mm256_mul_epu32(_mm256_srli_epi64(x0, 32), m0);
-      const __m256i pe1 = _mm256_mul_epu32(x2, m1), po1 = _mm256_mul_epu32(_mm256_srli_epi64(x2, 32), m1);
-      const __m256i lo0 = _mm256_blend_epi32(pe0, _mm256_slli_epi64(po0, 32), 0xAA);
-      const __m256i hi0 = _mm256_blend_epi32(_mm256_srli_epi64(pe0, 32), po0, 0xAA);
-      const __m256i lo1 = _mm256_blend_epi32(pe1, _mm256_slli_epi64(po1, 32), 0xAA);
-      const __m256i hi1 = _mm256_blend_epi32(_mm256_srli_epi64(pe1, 32), po1, 0xAA);
-      const __m256i n0 = _mm256_xor_si256(_mm256_xor_si256(hi1, x1), _mm256_set1_epi32(static_cast<int>(r0)));
-      const __m256i n2 = _mm256_xor_si256(_mm256_xor_si256(hi0, x3), _mm256_set1_epi32(static_cast<int>(r1)));
-      x1 = lo1;
-      x3 = lo0;
-      x0 = n0;
-      x2 = n2;
-      r0 += detail::kPhiloxW0;
-      r1 += detail::kPhiloxW1;
-    }
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(w0 + b), x0);
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(w1 + b), x1);
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(w2 + b), x2);
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(w3 + b), x3);
-  }
-}
 #endif
 
 // ------------------------------------------------------------------ helpers
@@ -339,14 +302,98 @@ void store_row(const float* src, std::size_t n, void* out, DType dtype, std::siz
   }
 }
 
+// ------------------------------------------------------------------ normals
+
+// Portable path: batches of blocks, loops the compiler vectorizes (SSE2, NEON).
+PRIVSDK_CLONES void normals_portable(std::uint32_t k0, std::uint32_t k1, std::uint32_t id, std::uint32_t c2,
+                                     std::uint32_t c3, std::uint64_t start, std::size_t n, float* dst) {
+  constexpr std::size_t B = detail::kMaxBlocks;  // blocks per batch: 256 normals
+  alignas(64) float z[4 * B];
+  std::uint64_t block = start / 4;
+  std::size_t skip = static_cast<std::size_t>(start % 4), done = 0;
+  while (done < n) {
+    const std::size_t want = n - done + skip;
+    const std::size_t nb = std::min<std::size_t>(B, (want + 3) / 4);
+    alignas(32) std::uint32_t w0[B], w1[B], w2[B], w3[B];
+    detail::philox_words_blocks(static_cast<std::uint32_t>(block), id, c2, c3, k0, k1, nb, w0, w1, w2, w3);
+    detail::box_muller_blocks(w0, w1, w2, w3, nb, z);
+    const std::size_t take = std::min(nb * 4 - skip, n - done);
+    std::memcpy(dst + done, z + skip, take * sizeof(float));
+    done += take;
+    skip = 0;
+    block += nb;
+  }
+}
+
+#if PRIVSDK_AVX2
+// AVX2 path: 32 normals (8 Philox blocks) per step, stored straight into dst;
+// only a partial group at either end goes through a small buffer.
+__attribute__((target("avx2"))) void normals_avx2(const detail::PhiloxStream8& st, std::uint64_t start,
+                                                  std::size_t n, float* dst) {
+  std::uint64_t block = start / 4;
+  std::size_t skip = static_cast<std::size_t>(start % 4), done = 0;
+  alignas(32) float z[32];
+  while (done < n) {
+    if (skip == 0 && n - done >= 32) {
+      detail::normals32(static_cast<std::uint32_t>(block), st, dst + done);
+      done += 32;
+    } else {
+      detail::normals32(static_cast<std::uint32_t>(block), st, z);
+      const std::size_t take = std::min<std::size_t>(32 - skip, n - done);
+      std::memcpy(dst + done, z + skip, take * sizeof(float));
+      done += take;
+      skip = 0;
+    }
+    block += 8;
+  }
+}
+#endif
+
+// The N(0, 1) stream of one tensor of one call (see privsdk::philox_normals):
+// what Philox needs is set up once (for the AVX2 path: the round keys and the
+// per-stream part of the first rounds), then any range can be drawn, e.g. one
+// output row at a time.
+class NormalStream {
+ public:
+  NormalStream(std::uint64_t key, std::uint32_t id, std::uint64_t call)
+      : k0_(static_cast<std::uint32_t>(key)), k1_(static_cast<std::uint32_t>(key >> 32)), id_(id),
+        c2_(static_cast<std::uint32_t>(call)), c3_(static_cast<std::uint32_t>(call >> 32)) {
+#if PRIVSDK_AVX2
+    if (kHaveAvx2) detail::philox_stream8(k0_, k1_, id_, c2_, c3_, &avx2_);
+#endif
+  }
+
+  /// Elements [start, start + n) of the stream into dst.
+  void fill(std::uint64_t start, std::size_t n, float* dst) const {
+#if PRIVSDK_AVX2
+    if (kHaveAvx2) {
+      normals_avx2(avx2_, start, n, dst);
+      return;
+    }
+#endif
+    normals_portable(k0_, k1_, id_, c2_, c3_, start, n, dst);
+  }
+
+ private:
+  std::uint32_t k0_, k1_, id_, c2_, c3_;
+#if PRIVSDK_AVX2
+  detail::PhiloxStream8 avx2_;  // set up only when the CPU has AVX2
+#endif
+};
+
 constexpr std::size_t kNoiseChunk = 1024;  // elements per batch of normals
 
 void fill_noise_tensor(const Tensor& t, std::uint64_t key, std::uint32_t id, std::uint64_t call,
                        std::size_t begin, std::size_t end) {
+  const NormalStream stream(key, id, call);
+  if (t.dtype == DType::Float32) {  // straight into the tensor
+    stream.fill(begin, end - begin, static_cast<float*>(t.data) + begin);
+    return;
+  }
   float buf[kNoiseChunk];
   for (std::size_t i = begin; i < end; i += kNoiseChunk) {
     const std::size_t n = std::min(kNoiseChunk, end - i);
-    philox_normals(key, id, call, i, n, buf);
+    stream.fill(i, n, buf);
     store_row(buf, n, t.data, t.dtype, i);
   }
 }
@@ -382,29 +429,7 @@ PRIVSDK_CLONES void philox_normals(std::uint64_t key, std::uint32_t tensor_id, s
                                    std::uint64_t start, std::size_t n, float* dst) {
   if (n == 0) return;
   if (dst == nullptr) fail("dst: expected a buffer for the normals, got a null pointer");
-  const std::uint32_t k0 = static_cast<std::uint32_t>(key), k1 = static_cast<std::uint32_t>(key >> 32);
-  const std::uint32_t c2 = static_cast<std::uint32_t>(call), c3 = static_cast<std::uint32_t>(call >> 32);
-  constexpr std::size_t B = detail::kMaxBlocks;  // blocks per batch: 256 normals
-  alignas(64) float z[4 * B];
-  std::uint64_t block = start / 4;
-  std::size_t skip = static_cast<std::size_t>(start % 4), done = 0;
-  while (done < n) {
-    const std::size_t want = n - done + skip;
-    const std::size_t nb = std::min<std::size_t>(B, (want + 3) / 4);
-    alignas(32) std::uint32_t w0[B], w1[B], w2[B], w3[B];
-#if PRIVSDK_AVX2
-    if (kHaveAvx2)
-      philox_words_avx2(static_cast<std::uint32_t>(block), tensor_id, c2, c3, k0, k1, nb, w0, w1, w2, w3);
-    else
-#endif
-      detail::philox_words_blocks(static_cast<std::uint32_t>(block), tensor_id, c2, c3, k0, k1, nb, w0, w1, w2, w3);
-    detail::box_muller_blocks(w0, w1, w2, w3, nb, z);
-    const std::size_t take = std::min(nb * 4 - skip, n - done);
-    std::memcpy(dst + done, z + skip, take * sizeof(float));
-    done += take;
-    skip = 0;
-    block += nb;
-  }
+  NormalStream(key, tensor_id, call).fill(start, n, dst);
 }
 
 NoiseSource::NoiseSource() : key_(os_entropy_key()), calls_(0), seeded_(false) {}
@@ -537,7 +562,7 @@ struct PrePlan {
   const std::int64_t* off1;  // ... and of its right one
   std::int64_t H, W;
   bool sigma_draws;
-  std::uint64_t key, call;
+  const NormalStream* noise;  // tensor 0's stream (null: no sigma noise)
   std::int64_t ch[3];  // byte offset of the source channel of output channel c
   std::size_t vector_cols;           // columns that may use 4-byte pixel loads (0: none)
   std::size_t vector_cols_last_row;  // the same on the frame's last row
@@ -692,23 +717,25 @@ PRIVSDK_CLONES void pre_rows(const PrePlan& p, std::int64_t r0, std::int64_t r1)
     // Vertical blend, per-location affine, noise, one store (vectorized).
     for (std::size_t c = 0; c < 3; ++c) {
       const std::size_t base = c * plane + static_cast<std::size_t>(oy) * W;
-      const bool direct = !p.sigma_draws && p.out.dtype == DType::Float32;
-      float* __restrict v = direct ? static_cast<float*>(p.out.data) + base : v0 + c * W;
+      const bool f32 = p.out.dtype == DType::Float32;
+      // float32 output is written directly; float16 goes through v for the conversion.
+      float* __restrict v = f32 ? static_cast<float*>(p.out.data) + base : v0 + c * W;
       const float* __restrict t = top + c * W;
       const float* __restrict b = bot + c * W;
       const float* __restrict sc = p.maps.scale + base;
       const float* __restrict sh = p.maps.shift + base;
-      for (std::size_t ox = 0; ox < W; ++ox) v[ox] = (t[ox] * gy + b[ox] * fy) * inv255 * sc[ox] + sh[ox];
-      if (direct) continue;
       if (p.sigma_draws) {
-        philox_normals(p.key, 0, p.call, base, W, z.data());
+        // The row's normals first (an L1-sized buffer), then one pass: the
+        // reference's (affine) + sigma * z, rounded in the same order.
+        p.noise->fill(base, W, z.data());
         const float* __restrict sg = p.maps.sigma + base;
         const float* __restrict zz = z.data();
-        for (std::size_t ox = 0; ox < W; ++ox) v[ox] = v[ox] + sg[ox] * zz[ox];
-      }
-      if (p.out.dtype == DType::Float32) {
-        std::memcpy(static_cast<float*>(p.out.data) + base, v, W * sizeof(float));
+        for (std::size_t ox = 0; ox < W; ++ox)
+          v[ox] = ((t[ox] * gy + b[ox] * fy) * inv255 * sc[ox] + sh[ox]) + sg[ox] * zz[ox];
       } else {
+        for (std::size_t ox = 0; ox < W; ++ox) v[ox] = (t[ox] * gy + b[ox] * fy) * inv255 * sc[ox] + sh[ox];
+      }
+      if (!f32) {
         std::uint16_t* __restrict dst = static_cast<std::uint16_t*>(p.out.data) + base;
         for (std::size_t ox = 0; ox < W; ++ox) dst[ox] = detail::float_to_half_bits(v[ox]);
       }
@@ -731,10 +758,12 @@ void pre(const ImageView& frame, const Roi& roi, const Maps& maps, const Tensor&
   if (maps.shift == nullptr) fail("shift: expected a 3xHxW float32 map, got a null pointer");
   const std::int64_t H = maps.height, W = maps.width;
   const std::size_t plane = static_cast<std::size_t>(H * W), total = 3 * plane;
-  check_finite_map(maps.scale, total, "scale", false);
-  check_finite_map(maps.shift, total, "shift", false);
-  bool sigma_draws = false;
-  if (maps.sigma != nullptr) sigma_draws = check_finite_map(maps.sigma, total, "sigma", true).nonzero;
+  bool sigma_draws = maps.sigma != nullptr && maps.sigma_nonzero;
+  if (!maps.values_checked) {
+    check_finite_map(maps.scale, total, "scale", false);
+    check_finite_map(maps.shift, total, "shift", false);
+    if (maps.sigma != nullptr) sigma_draws = check_finite_map(maps.sigma, total, "sigma", true).nonzero;
+  }
   if (out.data == nullptr) fail("out: expected an output buffer, got a null pointer");
   if (out.size != total)
     fail("out: expected " + str(total) + " elements (3x" + str(H) + "x" + str(W) + "), got " + str(out.size));
@@ -782,7 +811,9 @@ void pre(const ImageView& frame, const Roi& roi, const Maps& maps, const Tensor&
     while (pair_cols_last_row < pair_cols && (roi.x + ax.i0[pair_cols_last_row]) * 3 + 8 <= frame.width * 3)
       ++pair_cols_last_row;
   }
-  const PrePlan plan{frame, roi, maps, out, &ay, &ax, off0.data(), off1.data(), H, W, sigma_draws, key, call,
+  const NormalStream noise0(key, 0, call);
+  const PrePlan plan{frame, roi, maps, out, &ay, &ax, off0.data(), off1.data(), H, W, sigma_draws,
+                     sigma_draws ? &noise0 : nullptr,
                      {(swap_rb ? 2 : 0) * cs, cs, (swap_rb ? 0 : 2) * cs}, vector_cols, vector_cols_last_row,
                      pair_cols, pair_cols_last_row,
                      off0_32.empty() ? nullptr : off0_32.data(), off1_32.empty() ? nullptr : off1_32.data()};

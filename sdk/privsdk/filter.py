@@ -192,7 +192,7 @@ class Filter:
                  hold_seconds: Optional[float] = None, margin: Optional[float] = None, max_batch: int = 8,
                  threads: Optional[int] = None, region_options: Optional[Dict[str, Any]] = None) -> None:
         from .backends import create_backend, normalize_device
-        from .kernels import NoiseSource
+        from .kernels import NoiseSource, PreparedMaps
 
         if not isinstance(max_batch, int) or max_batch < 1:
             raise InputError(f"max_batch: expected an int ≥ 1, got {max_batch!r}")
@@ -201,6 +201,8 @@ class Filter:
         net = _load_checkpoint_network(path) if registry.is_checkpoint(path) else _load_bundle_network(path)
         self._info = net.info
         self._maps = net.maps
+        # Checked once here: the fused pre-kernel then skips its per-call scan of the maps' values.
+        self._pre_maps = PreparedMaps(net.maps["scale"], net.maps["shift"], net.maps["sigma"])
         self._swap_rb = bool(net.info.pop("_swap_rb", True))
         self._lite = net.lite
         self._rng = NoiseSource(seed)
@@ -335,9 +337,6 @@ class Filter:
 
     def _process(self, frames: Sequence[np.ndarray], outs: Sequence[np.ndarray],
                  found: Optional[Sequence[list]] = None) -> List[list]:
-        from .kernels import pre
-
-        maps = self._maps
         jobs: List[Tuple[np.ndarray, Tuple[int, int, int, int]]] = []
         all_regions: List[list] = []
         for i, (frame, out) in enumerate(zip(frames, outs)):
@@ -346,8 +345,8 @@ class Filter:
             all_regions.append(regions)
             for r in regions:
                 slot = len(jobs)
-                pre(frame, r.roi, maps["scale"], maps["shift"], maps["sigma"], out=self._batch[slot],
-                    noise_outputs=[z[slot] for z in self._noise], rng=self._rng, swap_rb=self._swap_rb)
+                self._pre_maps.pre(frame, r.roi, out=self._batch[slot], noise_outputs=[z[slot] for z in self._noise],
+                                   rng=self._rng, swap_rb=self._swap_rb)
                 jobs.append((out, r.roi))
                 if len(jobs) == self.max_batch:
                     t2 = time.perf_counter()

@@ -50,7 +50,7 @@ def test_bench_kernel_command_writes_json(tmp_path: Path, capsys: pytest.Capture
     assert set(data["targets_met"]) == {"vs_reference_>=5x", "vs_blob_>=1x", "within_2x_copy"}
     assert set(data["targets_met_no_noise"]) == set(data["targets_met"])
     for key in ("fused_no_noise_ms", "reference_no_noise_ms", "no_noise_speedup_vs_reference",
-                "no_noise_times_copy"):
+                "no_noise_times_copy", "fused_prepared_ms", "fused_no_noise_prepared_ms"):
         assert row[key] is not None and row[key] > 0
     assert "without σ noise" in printed
 
@@ -61,3 +61,26 @@ def test_bench_rejects_bad_sizes(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         main(["bench", "kernel", "--inputs", "640by480"])
     assert "expected WIDTHxHEIGHT" in capsys.readouterr().err
+
+
+def test_blob_runs_with_the_fused_kernel_thread_count(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fair baseline: --threads 1 gives blobFromImage one OpenCV thread, and OpenCV's setting is restored."""
+    cv2 = pytest.importorskip("cv2")
+    from privsdk.bench import kernel
+
+    real = cv2.dnn.blobFromImage
+    seen = []
+
+    def spy(*args, **kwargs):  # records the thread count blob runs with, then runs the real one
+        seen.append(cv2.getNumThreads())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(cv2.dnn, "blobFromImage", spy)
+    before = cv2.getNumThreads()
+    results = kernel.run([(64, 48)], [8], repeat=2, threads=1, reference=False, post=False, progress=False)
+    assert seen and set(seen) == {1}
+    assert results["opencv_threads"] == 1
+    assert cv2.getNumThreads() == before
+    seen.clear()
+    results = kernel.run([(64, 48)], [8], repeat=2, threads=0, reference=False, post=False, progress=False)
+    assert set(seen) == {before} and results["opencv_threads"] == before

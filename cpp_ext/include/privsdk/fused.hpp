@@ -72,12 +72,19 @@ enum class DType { Float32, Float16 };
 /// Per-location maps of pre(), each a C-contiguous 3 x height x width float32
 /// array (finite; sigma >= 0). `scale` and `shift` are required; `sigma` may
 /// be null (no noise). height x width is the output (model) size.
+///
+/// pre() scans the maps' values on every call (NaN/inf, negative sigma, any
+/// sigma != 0). A caller that has checked them once and never changes them
+/// (e.g. a filter's maps, loaded once) may set `values_checked`, and then
+/// must set `sigma_nonzero` (whether any sigma != 0): pre() skips the scans.
 struct Maps {
   const float* scale;
   const float* shift;
   const float* sigma;
   std::int64_t height;
   std::int64_t width;
+  bool values_checked = false;  ///< the values are known to be valid: no per-call scan
+  bool sigma_nonzero = false;   ///< with values_checked: whether any sigma != 0
 };
 
 /// A writeable C-contiguous float tensor of `size` elements.

@@ -3,6 +3,8 @@
 ``pre``, ``post`` and ``NoiseSource`` have the semantics documented in
 :mod:`privsdk.kernels.reference`. ``IMPLEMENTATION`` says which one is in use
 ("cpp" or "numpy"); a missing extension is reported once, never silently.
+:class:`PreparedMaps` checks a filter's maps once, for repeated ``pre`` calls
+without the per-call scan of their values.
 
 Example::
 
@@ -45,4 +47,6 @@ else:
         _log,
     )
 
-__all__ = ["pre", "post", "NoiseSource", "IMPLEMENTATION", "reference"]
+from .prepared import PreparedMaps  # noqa: E402  (it picks the implementation chosen above)
+
+__all__ = ["pre", "post", "NoiseSource", "PreparedMaps", "IMPLEMENTATION", "reference"]

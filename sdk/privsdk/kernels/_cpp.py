@@ -21,7 +21,7 @@ Example::
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import TYPE_CHECKING, Optional, Sequence
 
 import numpy as np
 
@@ -30,7 +30,10 @@ from ..errors import InputError, describe_array
 from . import reference
 from .reference import check_frame, check_map, check_out, check_roi
 
-__all__ = ["NoiseSource", "pre", "post", "philox4x32_10"]
+if TYPE_CHECKING:
+    from .prepared import PreparedMaps
+
+__all__ = ["NoiseSource", "pre", "pre_prepared", "post", "philox4x32_10"]
 
 
 class NoiseSource:
@@ -172,6 +175,37 @@ def _pre_checked(frame: np.ndarray, roi: Sequence[int], scale: np.ndarray, shift
     try:
         _fused.pre(frame, x, y, w, h, _contiguous(scale), _contiguous(shift), _contiguous(sigma), out,
                    list(noise_outputs), native, bool(swap_rb), int(threads))
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+    return out
+
+
+def pre_prepared(maps: "PreparedMaps", frame: np.ndarray, roi: Optional[Sequence[int]], *,
+                 out: Optional[np.ndarray] = None, dtype: object = np.float32,
+                 noise_outputs: Sequence[np.ndarray] = (), rng: Optional[object] = None, swap_rb: bool = True,
+                 threads: int = 0) -> np.ndarray:
+    """pre() with maps checked once (:class:`privsdk.kernels.PreparedMaps`): the C++ core skips its value scan.
+
+    The other arguments get the reference's checks, in its order and with its messages.
+    """
+    frame = check_frame(frame)
+    x, y, w, h = check_roi(roi, frame.shape)
+    if out is None:
+        if np.dtype(dtype) not in (np.float32, np.float16):  # type: ignore[call-overload]
+            raise InputError(f"dtype: expected float32 or float16, got {np.dtype(dtype)}")  # type: ignore[call-overload]
+        out = np.empty(maps.shape, dtype=dtype)  # type: ignore[call-overload]
+    else:
+        check_out(out, maps.shape)
+    for k, t in enumerate(noise_outputs):
+        if not _noise_tensor_ok(t):
+            raise InputError(f"noise_outputs[{k}]: expected a C-contiguous writeable float32/float16 array, "
+                             f"got {describe_array(t)}")
+    native = _native_rng(rng, maps.sigma_nonzero or len(noise_outputs) > 0)
+    if not isinstance(threads, (int, np.integer)) or threads < 0:
+        raise InputError(f"threads: expected 0 (all cores) or a positive int, got {threads!r}")
+    try:
+        _fused.pre(frame, x, y, w, h, maps.scale, maps.shift, maps.sigma, out, list(noise_outputs), native,
+                   bool(swap_rb), int(threads), maps.sigma_nonzero)
     except ValueError as exc:
         raise InputError(str(exc)) from None
     return out

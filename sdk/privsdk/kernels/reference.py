@@ -29,8 +29,11 @@ kernel call that draws noise), tensor id ``t`` and flat element index ``i`` use
 counter ``(i // 4, t, k mod 2³², k div 2³²)`` and output word ``i mod 4``;
 words ``(a, b)`` of each pair become two normals by Box-Muller in float32::
 
-    u1 = a · 2⁻³² + 2⁻³³,  u2 = b · 2⁻³²,  r = sqrt(−2 ln u1)
-    z_even = r · cos(2π u2),  z_odd = r · sin(2π u2)
+    u1 = a · 2⁻³² + 2⁻³³,  r = sqrt(−2 ln u1)
+    z_even = r · cos(2π b / 2³²),  z_odd = r · sin(2π b / 2³²)
+
+where the angle is reduced exactly in integers (quadrant from the top bits of
+``b``, the rest as a float32 angle in [−π/4, π/4]; see ``_sincos_turn``).
 
 Because the counter depends only on the element index, the output is the same
 for any thread count.
@@ -86,13 +89,31 @@ def philox_normals(n: int, key: Tuple[int, int], tensor_id: int, call: int) -> n
     a = words[:, 0::2].astype(np.float32)  # (blocks, 2): a of each pair
     b = words[:, 1::2].astype(np.float32)
     u1 = a * np.float32(2.0**-32) + np.float32(2.0**-33)
-    u2 = b * np.float32(2.0**-32)
     r = np.sqrt(np.float32(-2.0) * np.log(u1))
-    theta = np.float32(2.0 * np.pi) * u2
+    sin, cos = _sincos_turn(words[:, 1::2])
     z = np.empty((blocks, 4), dtype=np.float32)
-    z[:, 0::2] = r * np.cos(theta)
-    z[:, 1::2] = r * np.sin(theta)
+    z[:, 0::2] = r * cos
+    z[:, 1::2] = r * sin
     return z.reshape(-1)[:n]
+
+
+def _sincos_turn(b: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """sin and cos of 2π·b/2³² (uint32 ``b``) in float32, reduced exactly in integers.
+
+    Quadrant ``q = (b + 2²⁹) >> 30`` (mod 4) and ``b = q·2³⁰ + rem`` with rem in
+    [−2²⁹, 2²⁹) (``int32(b << 2) = 4·rem``); ``x = rem·2π/2³²`` lies in [−π/4, π/4]
+    and sin/cos(2π·b/2³²) = sin/cos(x + q·π/2).
+    """
+    b = b.astype(np.uint32)
+    t = b + np.uint32(0x20000000)  # wraps mod 2³²: t >> 30 is the quadrant
+    x = (b << np.uint32(2)).view(np.int32).astype(np.float32) * np.float32(2.0 * np.pi / 2.0**34)
+    s, c = np.sin(x), np.cos(x)
+    swap = (t & np.uint32(0x40000000)) != 0  # odd quadrant
+    sv, cv = np.where(swap, c, s), np.where(swap, s, c)
+    q = t >> np.uint32(30)
+    sin = np.where(q >= 2, -sv, sv)
+    cos = np.where((q == 1) | (q == 2), -cv, cv)
+    return sin.astype(np.float32), cos.astype(np.float32)
 
 
 class NoiseSource:

@@ -1,6 +1,9 @@
 // privsdk internal: Philox4x32-10, a float32 Box-Muller transform and a
 // branch-free float -> half conversion, written so that the compiler
-// vectorizes them with the baseline instruction set (SSE2 / NEON).
+// vectorizes them with the baseline instruction set (SSE2 / NEON). These
+// scalar functions define the C++ noise bit for bit: normal_avx2.hpp does the
+// same float operations in the same order (no FMA: built with
+// -ffp-contract=off), so every code path and thread count gives the same bits.
 // Not part of the public API: include <privsdk/fused.hpp> instead.
 #pragma once
 
@@ -36,44 +39,43 @@ inline void philox_block(std::uint32_t* c, std::uint32_t k0, std::uint32_t k1) {
 inline float as_float(std::uint32_t u) { float f; std::memcpy(&f, &u, 4); return f; }
 inline std::uint32_t as_uint(float f) { std::uint32_t u; std::memcpy(&u, &f, 4); return u; }
 
-/// Natural logarithm for positive normal floats (Cephes logf; about 1 ulp).
-inline float log_pos(float x) {
-  const std::uint32_t bits = as_uint(x);
-  float e = static_cast<float>(static_cast<std::int32_t>(bits >> 23) - 126);
-  float m = as_float((bits & 0x007fffffu) | 0x3f000000u);  // [0.5, 1)
-  // m < sqrt(1/2): use 2m - 1 and e - 1 (arithmetic select: exact, and no branch).
-  const float low = static_cast<float>(m < 0.707106781186547524f);
-  e = e - low;
-  m = (m + m * low) - 1.0f;
-  const float z = m * m;
-  float y = 7.0376836292e-2f;
-  y = y * m - 1.1514610310e-1f;
-  y = y * m + 1.1676998740e-1f;
-  y = y * m - 1.2420140846e-1f;
-  y = y * m + 1.4249322787e-1f;
-  y = y * m - 1.6668057665e-1f;
-  y = y * m + 2.0000714765e-1f;
-  y = y * m - 2.4999993993e-1f;
-  y = y * m + 3.3333331174e-1f;
-  y = y * m * z;
-  y = y + -2.12194440e-4f * e;
-  y = y + -0.5f * z;
-  return (m + y) + 0.693359375f * e;
+/// Natural logarithm of u in (0, 1] (u a normal float), branch-free: u = 2^k m
+/// with m in [sqrt(1/2), sqrt(2)), f = m - 1 (exact), s = f / (2 + f) and
+/// log(1 + f) = f - s (f - R(s^2)) with fdlibm's logf polynomial R; then
+/// + k ln 2 (error below 2 ulp of the float result). Every step is one IEEE
+/// float operation, so the AVX2 version (normal_avx2.hpp) gives the same bits.
+inline float log_unit(float u) {
+  const std::uint32_t ix = as_uint(u) - 0x3f3504f3u;  // offset by the bits of sqrt(1/2)
+  const std::int32_t k = static_cast<std::int32_t>(ix) >> 23;
+  const float m = as_float(as_uint(u) - (ix & 0xff800000u));
+  const float f = m - 1.0f;
+  const float s = f / (2.0f + f);
+  const float z = s * s, w = z * z;
+  const float t1 = w * (0.40000972152f + w * 0.24279078841f);
+  const float t2 = z * (0.66666662693f + w * 0.28498786688f);
+  const float r = t2 + t1;
+  return static_cast<float>(k) * 0.693147182f + (f - s * (f - r));
 }
 
-/// sin and cos of theta in [0, 2*pi] (Cody-Waite reduction + Cephes polynomials).
-inline void sincos_0_2pi(float theta, float& s_out, float& c_out) {
-  const std::int32_t q = static_cast<std::int32_t>(theta * 0.636619772367581343f + 0.5f);
-  const float qf = static_cast<float>(q);
-  const float x = ((theta - qf * 1.5703125f) - qf * 4.837512969970703125e-4f) - qf * 7.54978995489188216e-8f;
+/// sin and cos of 2 pi b / 2^32, branch-free. The quadrant q comes from the
+/// top bits of b, so the reduction is exact integer arithmetic: b = q 2^30 + rem
+/// with rem in [-2^29, 2^29) (int32(b << 2) = 4 rem), x = rem 2 pi / 2^32 in
+/// [-pi/4, pi/4], then the Cephes sinf / cosf polynomials (about 1e-7 absolute
+/// error).
+inline void sincos_turn(std::uint32_t b, float& s_out, float& c_out) {
+  const std::uint32_t t = b + 0x20000000u;  // q = t >> 30
+  const float x = static_cast<float>(static_cast<std::int32_t>(b << 2)) * (1.46291807926715968e-09f * 0.25f);
   const float z = x * x;
   const float s = ((-1.9515295891e-4f * z + 8.3321608736e-3f) * z - 1.6666654611e-1f) * z * x + x;
   const float c = ((2.443315711809948e-5f * z - 1.388731625493765e-3f) * z + 4.166664568298827e-2f) * z * z
                   - 0.5f * z + 1.0f;
-  const bool swap = (q & 1) != 0;
+  // Quadrant q: (sin, cos) = (s, c), (c, -s), (-s, -c), (-c, s): odd q swaps,
+  // sin is negative for q = 2, 3 (bit 31 of t), cos for q = 1, 2 (bit 31 ^ bit 30).
+  const bool swap = (t & 0x40000000u) != 0;
   const float sv = swap ? c : s, cv = swap ? s : c;
-  s_out = (q & 2) ? -sv : sv;
-  c_out = ((q + 1) & 2) ? -cv : cv;
+  const std::uint32_t sin_sign = t & 0x80000000u, cos_sign = (t ^ (t << 1)) & 0x80000000u;
+  s_out = as_float(as_uint(sv) ^ sin_sign);
+  c_out = as_float(as_uint(cv) ^ cos_sign);
 }
 
 /// IEEE binary16 bits of f, round to nearest even (branch-free).
@@ -89,14 +91,20 @@ inline std::uint16_t float_to_half_bits(float f) {
   return static_cast<std::uint16_t>(sign | r);
 }
 
-/// Two normals from each pair of words (a[i], c[i]): r cos(2 pi u2), r sin(2 pi u2).
+/// The radius of Box-Muller for the word a: sqrt(-2 ln u1), u1 = a 2^-32 + 2^-33
+/// in float32 (exactly the reference's u1; never 0, so the log is finite).
+inline float box_muller_radius(std::uint32_t a) {
+  const float u1 = static_cast<float>(a) * 2.3283064365386963e-10f + 1.1641532182693481e-10f;
+  return std::sqrt(-2.0f * log_unit(u1));
+}
+
+/// Two normals from each pair of words (a[i], c[i]): r cos(2 pi u2), r sin(2 pi u2)
+/// with u2 = c[i] 2^-32 (the angle's quadrant is taken from the integer bits).
 inline void box_muller(const std::uint32_t* a, const std::uint32_t* c, float* zc, float* zs, std::size_t n) {
   for (std::size_t i = 0; i < n; ++i) {
-    const float u1 = static_cast<float>(a[i]) * 2.3283064365386963e-10f + 1.1641532182693481e-10f;
-    const float u2 = static_cast<float>(c[i]) * 2.3283064365386963e-10f;
-    const float rad = std::sqrt(-2.0f * log_pos(u1));
+    const float rad = box_muller_radius(a[i]);
     float s, co;
-    sincos_0_2pi(6.2831854820251465f * u2, s, co);
+    sincos_turn(c[i], s, co);
     zc[i] = rad * co;
     zs[i] = rad * s;
   }

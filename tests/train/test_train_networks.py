@@ -68,6 +68,24 @@ def test_lite_filter_is_the_fused_kernel_formula():
     np.testing.assert_allclose(f(x, z).detach().numpy(), want, atol=1e-6)
 
 
+def test_lite_filter_on_a_coarse_grid_exports_smooth_full_size_maps():
+    f = build_filter("lite", size=16, init_sigma=0.1, map_size=4)
+    assert f.scale.shape == (1, 3, 4, 4), "the learned grid is coarse"
+    with torch.no_grad():
+        f.scale.uniform_(0.5, 1.5)
+        f.sigma_raw.uniform_(-3, 0)
+    m = f.maps()
+    assert all(v.shape == (3, 16, 16) for v in m.values()), "the bundle gets full-size maps for the fused kernel"
+    # bilinear upsampling: neighbouring pixels differ by at most a quarter of the grid's steps
+    grid_step = float((f.scale[0, :, :, 1:] - f.scale[0, :, :, :-1]).abs().max())
+    assert np.abs(np.diff(m["scale"], axis=2)).max() <= grid_step / 4 + 1e-6
+    x, z = torch.rand(2, 3, 16, 16), torch.randn(2, 3, 16, 16)
+    want = np.clip(x.numpy() * m["scale"] + m["shift"] + m["sigma"] * z.numpy(), 0, 1)
+    np.testing.assert_allclose(f(x, z).detach().numpy(), want, atol=1e-6)
+    with pytest.raises(InputError, match="map_size"):
+        build_filter("lite", size=16, map_size=32)
+
+
 def test_estimators_shapes():
     assert SmallResNet(3, 4)(torch.rand(2, 3, 16, 16)).shape == (2, 3)
     assert ReconstructionDecoder(8)(torch.rand(2, 3, 16, 16)).shape == (2, 3, 16, 16)

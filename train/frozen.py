@@ -38,7 +38,9 @@ ESTIMATOR_FORMAT = "privsdk-estimator/1"
 
 def to_x01(images_u8: torch.Tensor) -> torch.Tensor:
     """uint8 N×H×W×3 (tensor) → float32 N×3×H×W in [0, 1]."""
-    return images_u8.permute(0, 3, 1, 2).float().div_(255.0)
+    # contiguous NCHW: a channels-last view here made torch 2.13's single-threaded CPU convolution
+    # backward crash (double free) on 64×64 batches
+    return images_u8.permute(0, 3, 1, 2).contiguous().float().div_(255.0)
 
 
 def freeze(module: torch.nn.Module) -> torch.nn.Module:

@@ -21,6 +21,7 @@ SUBCOMMANDS = {
     "run": "privsdk.commands.run",
     "filters": "privsdk.commands.filters",
     "train": "privsdk.train.cli",
+    "distill-identity": "privsdk.train.distill_cli",
     "eval": "privsdk.train.eval.cli",
     "export": "privsdk.export.cli",
     "bench": "privsdk.bench.cli",

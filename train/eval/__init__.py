@@ -25,9 +25,10 @@ from .metrics import balanced_accuracy, classification_metrics, image_fidelity, 
 from .protocol import EvalData, Evaluator, ProtocolSettings, evaluate, stratified_split
 from .report import read_report, write_report
 from .training import TrainSettings, train_model
+from .verification import LabelledFaces
 
 __all__ = ["FilterUnderEval", "baseline", "baseline_sweep", "bundle_filter", "checkpoint_filter", "make_filter",
            "BASELINE_STRENGTHS", "EvalData", "Evaluator", "ProtocolSettings", "evaluate", "stratified_split",
            "TrainSettings", "train_model", "balanced_accuracy", "classification_metrics", "image_fidelity",
            "roc_auc", "lemma22_lower_bound", "lemma23_achievable", "mutual_information_nats", "tradeoff_bounds",
-           "read_report", "write_report"]
+           "read_report", "write_report", "LabelledFaces"]

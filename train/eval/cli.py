@@ -3,15 +3,15 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any, Dict, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 HELP = "evaluate filters and baselines: retrained attackers, utility, bounds (JSON + PNG)"
 DESCRIPTION = """\
 Evaluate privacy filters with the protocol of DESIGN.md: fresh attackers (a CNN from
 scratch and a linear model on pixels) trained on filtered images until validation stops
 improving, fixed clean-trained attackers, utility (PSNR/SSIM, head pose on GENKI-4K,
-identity kept by dlib when installed), baselines at several strengths, and paper 000's
-bounds. Writes OUT/report.json and OUT/tradeoff.png.
+identity kept and verification across people by dlib when installed), baselines at
+several strengths, and paper 000's bounds. Writes OUT/report.json and OUT/tradeoff.png.
 
 examples:
   privsdk eval --filter runs/emotion/best.pt --data smilesmiled=../shared/data/SMILEsmileD --baselines
@@ -19,6 +19,8 @@ examples:
   privsdk eval --filter blur:4 --filter pixelate:8 --data smilesmiled=../shared/data/SMILEsmileD
   # cross-set: attackers trained on SMILEsmileD's filtered images, tested on GENKI-4K's
   privsdk eval --filter F.pt --data smilesmiled=../shared/data/SMILEsmileD --test-data genki4k=../shared/data/GENKI4K
+  # identity verification with labelled pairs (one folder of photos per person)
+  privsdk eval --filter F.pt --data smilesmiled=../shared/data/SMILEsmileD --identity-data faces_by_person/
   # paper 000, Section 4 (synthetic data, known answers)
   privsdk eval synthetic --quick
 
@@ -59,7 +61,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--patience", type=int, default=None, help="early-stopping patience (default: 6; quick: 2)")
     parser.add_argument("--identity", choices=("auto", "on", "off"), default="auto",
                         help="identity kept by dlib's descriptor: auto = when dlib is installed")
-    parser.add_argument("--identity-faces", type=int, default=None, help="faces used for the identity metric")
+    parser.add_argument("--identity-faces", type=int, default=None,
+                        help="faces (verification probes) used for the identity metrics (default: 200; quick: 20)")
+    parser.add_argument("--identity-data", type=Path, default=None, metavar="PATH",
+                        help="faces with identity labels (PATH/<person>/*.jpg) for verification across people "
+                             "(needs dlib); default: pairs of different test photos taken as different people")
     parser.add_argument("--utility-axis", choices=("ssim", "psnr", "identity", "pose"), default="ssim",
                         help="utility axis of the trade-off plot (default: ssim)")
     parser.add_argument("--device", default=None, help="torch device (default: cuda when present, else cpu)")
@@ -68,7 +74,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/eval"), help="output directory (default: runs/eval)")
 
 
-def _load(name: str, path: str, secret: str, size: int, seed: int):
+def _load(name: str, path: str, secret: Optional[str], size: int, seed: int):
     from privsdk.errors import DependencyError
 
     try:
@@ -77,7 +83,18 @@ def _load(name: str, path: str, secret: str, size: int, seed: int):
         raise DependencyError(f"loading data sets needs privsdk.train.data ({exc}); expected the training part "
                               "of privsdk") from exc
     ds = load_dataset(name, root=path, size=size)
+    if secret is None:
+        return ds, None
     return ds, make_splits(ds, stratify=secret, fractions=(0.7, 0.15, 0.15), seed=seed)
+
+
+def _identity_set(path: Path, size: int):
+    """An ``identity-folder`` set (PATH/<person>/*.jpg) as labelled faces for verification."""
+    from .verification import LabelledFaces
+
+    ds, _ = _load("identity-folder", str(path), None, size, 0)
+    return LabelledFaces(name=f"identity-folder:{path.name}", images=ds.images, identities=ds.labels["identity"],
+                         info={"root": str(path)})
 
 
 def _run_synthetic(args: argparse.Namespace) -> int:
@@ -149,7 +166,9 @@ def main(args: argparse.Namespace) -> int:
 
     overrides: Dict[str, Any] = {"attackers": tuple(a for a in args.attackers.split(",") if a),
                                  "seed": args.seed, "utility_label": args.utility_label,
-                                 "identity": {"auto": None, "on": True, "off": False}[args.identity]}
+                                 # labelled identity data asks for the identity metrics: dlib is then required
+                                 "identity": {"auto": True if args.identity_data else None, "on": True,
+                                              "off": False}[args.identity]}
     settings = ProtocolSettings.quick_settings(**overrides) if args.quick else ProtocolSettings(**overrides)
     settings.train.device = device
     if args.max_epochs:
@@ -158,9 +177,10 @@ def main(args: argparse.Namespace) -> int:
         settings.train.patience = args.patience
     if args.identity_faces:
         settings.identity_faces = args.identity_faces
+    identity_set = _identity_set(args.identity_data, args.size) if args.identity_data else None
     log.info("evaluating %d filter(s) on %s (%s)", len(filters), data.name,
              ", ".join(f"{k} {v}" for k, v in data.describe()["sizes"].items()))
-    report = evaluate(filters, data, settings)
+    report = evaluate(filters, data, settings, identity_set=identity_set)
     path = write_report(report, args.out)
     png = plot_tradeoff(report, args.out / "tradeoff.png", utility=args.utility_axis)
     print(summary_table(report))

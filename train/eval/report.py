@@ -122,6 +122,13 @@ def headline(report: Dict[str, Any]) -> Dict[str, Any]:
     }
     if "identity" in u:
         out["identity_kept_share"] = u["identity"]["share_within_0.6"]
+        ver = u["identity"].get("verification")
+        if ver:
+            out["identity_verification_accuracy"] = ver["filtered"]["accuracy_at_threshold"]
+            out["identity_verification_auc"] = ver["filtered"]["auc"]
+            out["identity_verification_clean_accuracy"] = ver["clean"]["accuracy_at_threshold"]
+            out["identity_verification_clean_auc"] = ver["clean"]["auc"]
+            out["identity_verification_pairs"] = ver["pairs"]
     if "pose" in u:
         out["pose_mae_ratio"] = u["pose"].get("fixed_mae_ratio")
     return out
@@ -143,6 +150,11 @@ def summary_table(report: Dict[str, Any]) -> str:
             extra.append(f"pose×{u['pose']['fixed_mae_ratio']:.2f}")
         if "identity" in u:
             extra.append(f"id {u['identity']['share_within_0.6']:.2f}")
+            ver = u["identity"].get("verification")
+            if ver:  # verification accuracy at 0.6 / AUC, filtered probe (clean probe)
+                f, c = ver["filtered"], ver["clean"]
+                extra.append(f"verif {_f(f['accuracy_at_threshold'], 2)}/{_f(f['auc'], 2)} "
+                             f"(clean {_f(c['accuracy_at_threshold'], 2)}/{_f(c['auc'], 2)})")
         rows.append((r["filter"]["name"], p["worst_attacker"]["arch"], _f(p["worst_attacker"]["balanced_accuracy"]),
                      _f(p["worst_attacker"]["auc"]), _f(p["leakage_bits"]), _f(fixed_best),
                      _f(u["fidelity"]["ssim"]), _f(u["fidelity"]["psnr_db"], 1), " ".join(extra)))

@@ -272,3 +272,19 @@ def test_closing_a_pipelined_stream_early_stops_reading(bundles, astronaut_bgr):
     assert not [t for t in threading.enumerate() if t.name == "privsdk-regions"]
     assert read["n"] <= 3 + 3, "the worker reads at most the bounded hand-over ahead"
     assert len(list(f.stream_results(endless(), max_frames=4))) == 4
+
+
+@pytest.mark.parametrize("device,provider", [("cuda", "CUDAExecutionProvider"),
+                                             ("tensorrt", "TensorrtExecutionProvider")])
+def test_gpu_execution_providers_run_where_present(bundles, astronaut_bgr, device, provider):
+    import onnxruntime
+
+    if provider not in onnxruntime.get_available_providers():
+        pytest.skip(f"this onnxruntime has no {provider} (CPU build or no GPU): nothing to run it on")
+    f = Filter(bundles["unet"], regions="faces", device=device, seed=2)
+    assert f.backend.provider == provider, f.describe_backend()
+    cpu = Filter(bundles["unet"], regions="faces", device="cpu", seed=2)
+    on_gpu, on_cpu = f.apply(astronaut_bgr), cpu.apply(astronaut_bgr)
+    # same noise (same seed), the same network: GPU and CPU agree within a few grey levels
+    assert np.abs(on_gpu.astype(int) - on_cpu.astype(int)).max() <= 3
+    assert not np.array_equal(on_gpu, astronaut_bgr)

@@ -98,3 +98,17 @@ def test_plugin_finders_and_unknown_names():
         make_finder("plates")
     with pytest.raises(InputError, match="YuNet model"):
         make_finder("yunet:/nonexistent/model.onnx")
+
+
+def test_yunet_finds_the_face_when_a_model_is_given(astronaut_bgr):
+    import os
+
+    model = os.environ.get("PRIVSDK_YUNET_MODEL")
+    if not model or not os.path.isfile(model):
+        pytest.skip("no YuNet model here: set PRIVSDK_YUNET_MODEL to face_detection_yunet_*.onnx "
+                    "(OpenCV zoo; privsdk downloads nothing)")
+    finder = make_finder(f"yunet:{model}", hold=0)
+    regions = finder.find(astronaut_bgr)
+    assert len(regions) == 1
+    x, y, w, h = regions[0].roi
+    assert x <= 230 < x + w and y <= 130 < y + h, "the box covers the astronaut's face"

@@ -452,20 +452,26 @@ class Filter:
             if pipelined:
                 yield from self._pipelined(frames, max_frames)
             else:
-                it = iter(frames)
-                index = 0
-                while max_frames is None or index < max_frames:
-                    t0 = time.perf_counter()
-                    frame = next(it, _END)
-                    t1 = time.perf_counter()
-                    self.stats.seconds["capture"] += t1 - t0
-                    if frame is _END:
-                        break
-                    yield self._safe(frame, index, name=getattr(frames, "current_name", None), captured_at=t1)
-                    index += 1
+                for index, frame, name, t1 in self._read(frames, max_frames):
+                    yield self._safe(frame, index, name=name, captured_at=t1)
         finally:
             if close is not None:
                 close()
+
+    def _read(self, frames: Iterable[Any], max_frames: Optional[int],
+              stop: Optional[threading.Event] = None) -> Iterator[Tuple[int, Any, Optional[str], float]]:
+        """``(index, frame, name, read time)`` of each frame of a stream; the wait counts as "capture"."""
+        it = iter(frames)
+        index = 0
+        while (stop is None or not stop.is_set()) and (max_frames is None or index < max_frames):
+            t0 = time.perf_counter()
+            frame = next(it, _END)
+            t1 = time.perf_counter()
+            self.stats.seconds["capture"] += t1 - t0
+            if frame is _END:
+                return
+            yield index, frame, getattr(frames, "current_name", None), t1
+            index += 1
 
     def _pipelined(self, frames: Iterable[Any], max_frames: Optional[int]) -> Iterator[StreamItem]:
         """Two stages: a worker thread reads frames and finds their regions; this thread filters."""
@@ -481,24 +487,14 @@ class Filter:
                     continue
 
         def work() -> None:
-            it = iter(frames)
-            index = 0
             try:
-                while not stop.is_set() and (max_frames is None or index < max_frames):
-                    t0 = time.perf_counter()
-                    frame = next(it, _END)
-                    t1 = time.perf_counter()
-                    self.stats.seconds["capture"] += t1 - t0
-                    if frame is _END:
-                        break
-                    name = getattr(frames, "current_name", None)
+                for index, frame, name, t1 in self._read(frames, max_frames, stop):
                     found, failure = None, None
                     try:
                         found = self._find_regions(self._check_frame(frame))
                     except Exception as exc:  # filtered as a failure (blanked) by the consumer
                         failure = exc
                     put((index, frame, found, failure, name, t1))
-                    index += 1
             except BaseException as exc:  # the source itself failed: re-raised in the caller's thread
                 put(_SourceFailure(exc))
             finally:

@@ -51,3 +51,32 @@ def test_cli_says_what_is_missing(argv, message, tmp_path):
     args = build_parser().parse_args(["eval", *argv, "--out", str(tmp_path)])
     with pytest.raises(InputError, match=message):
         args._main(args)
+
+
+def test_cli_cross_set_trains_on_one_set_and_tests_on_the_other(csv_set, tmp_path):
+    """--test-data: attackers learn on --data's filtered images and are scored on the other set's test split.
+    The second set labels the same visible mark the other way round, so an attacker that learned the mark
+    from the first set scores far *below* chance there (and far above it had it been tested on the first)."""
+    flipped = tmp_path / "flipped"
+    flipped.mkdir()
+    rows = csv_set.read_text().splitlines()
+    out_rows = [rows[0]]
+    for row in rows[1:]:
+        name, smile = row.split(",")
+        (flipped / name).write_bytes((csv_set.parent / name).read_bytes())
+        out_rows.append(f"{name},{1 - int(smile)}")
+    (flipped / "labels.csv").write_text("\n".join(out_rows) + "\n")
+
+    out = tmp_path / "eval"
+    rc = main(["-q", "eval", "--filter", "identity", "--data", f"csv={csv_set}",
+               "--test-data", f"csv={flipped / 'labels.csv'}", "--size", "24", "--attackers", "linear",
+               "--identity", "off", "--quick", "--out", str(out)])
+    assert rc == 0
+    report = read_report(out)
+    data = report["data"]
+    assert data["name"] == "csv->csv" and data["roots"] == {"train": f"csv={csv_set}",
+                                                           "test": f"csv={flipped / 'labels.csv'}"}
+    acc = report["results"][0]["privacy"]["worst_attacker"]["balanced_accuracy"]
+    retrained = report["results"][0]["privacy"]["attackers"]
+    assert all(a["balanced_accuracy"] < 0.2 for a in retrained.values()), retrained
+    assert acc < 0.2

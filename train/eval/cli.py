@@ -162,7 +162,9 @@ def main(args: argparse.Namespace) -> int:
         data = data.subset(limit, seed=args.split_seed)
     data.info["split_seed"] = args.split_seed
     data.info["fractions"] = [0.7, 0.15, 0.15]
-    data.info["roots"] = {args.data[0]: args.data[1], **({args.test_data[0]: args.test_data[1]} if args.test_data else {})}
+    # by role, not by loader name: a cross-set run may use the same loader twice (two CSV sets)
+    data.info["roots"] = {"train": f"{args.data[0]}={args.data[1]}",
+                          "test": f"{(args.test_data or args.data)[0]}={(args.test_data or args.data)[1]}"}
 
     overrides: Dict[str, Any] = {"attackers": tuple(a for a in args.attackers.split(",") if a),
                                  "seed": args.seed, "utility_label": args.utility_label,

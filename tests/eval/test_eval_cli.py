@@ -80,3 +80,40 @@ def test_cli_cross_set_trains_on_one_set_and_tests_on_the_other(csv_set, tmp_pat
     retrained = report["results"][0]["privacy"]["attackers"]
     assert all(a["balanced_accuracy"] < 0.2 for a in retrained.values()), retrained
     assert acc < 0.2
+
+
+def test_cli_merge_joins_runs_on_the_same_data(csv_set, tmp_path, capsys):
+    """Two runs on the same data merge into one report (every result, the stronger clean attacker) and plot;
+    a NAME=PATH filter keeps its name; a run on another split or a filter measured twice is refused."""
+    from privsdk.errors import InputError
+    from privsdk.registry import resolve
+
+    common = ["--data", f"csv={csv_set}", "--size", "24", "--attackers", "linear", "--identity", "off", "--quick"]
+    assert main(["-q", "eval", "--filter", "full_mask:1", *common, "--out", str(tmp_path / "a")]) == 0
+    assert main(["-q", "eval", "--filter", f"lite:v1={resolve('emotion-lite')}", *common,
+                 "--out", str(tmp_path / "b")]) == 0
+    capsys.readouterr()
+    out = tmp_path / "merged"
+    assert main(["-q", "eval", "merge", "--report", str(tmp_path / "a"), "--report", str(tmp_path / "b" / "report.json"),
+                 "--out", str(out)]) == 0
+    merged = read_report(out)
+    assert [r["filter"]["name"] for r in merged["results"]] == ["full_mask:1", "lite:v1"]
+    assert [m["filters"] for m in merged["merged_from"]] == [["full_mask:1"], ["lite:v1"]]
+    cleans = [read_report(tmp_path / d)["clean"]["worst_attacker"]["balanced_accuracy"] for d in "ab"]
+    assert merged["clean"]["worst_attacker"]["balanced_accuracy"] == max(cleans)
+    assert (out / "tradeoff.png").stat().st_size > 10_000
+    assert "lite:v1" in capsys.readouterr().out
+
+    with pytest.raises(InputError, match="in both"):
+        _merge_args(tmp_path / "a", tmp_path / "a", tmp_path)
+    assert main(["-q", "eval", "--filter", "identity", *common, "--split-seed", "1", "--out", str(tmp_path / "c")]) == 0
+    with pytest.raises(InputError, match="different data"):
+        _merge_args(tmp_path / "a", tmp_path / "c", tmp_path)
+
+
+def _merge_args(a, b, tmp_path):
+    from privsdk.cli import build_parser
+
+    args = build_parser().parse_args(["eval", "merge", "--report", str(a), "--report", str(b),
+                                      "--out", str(tmp_path / "refused")])
+    return args._main(args)

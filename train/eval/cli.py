@@ -23,9 +23,13 @@ examples:
   privsdk eval --filter F.pt --data smilesmiled=../shared/data/SMILEsmileD --identity-data faces_by_person/
   # paper 000, Section 4 (synthetic data, known answers)
   privsdk eval synthetic --quick
+  # one table and trade-off plot from runs measured separately on the same data and split
+  privsdk eval merge --report runs/eval/filters --report runs/eval/baselines --out runs/eval/all
 
 A FILTER is a training checkpoint (.pt), a bundle (directory or .zip), or a baseline
 KIND[:STRENGTH] with KIND in identity, blur, pixelate, lower_mask, full_mask, noise.
+NAME=PATH names a checkpoint or bundle; names FAMILY:LABEL (e.g. aioi:0.03=runs/a/filter.pt)
+are drawn as one curve, like a baseline's strengths.
 """
 
 
@@ -37,8 +41,11 @@ def _name_path(text: str) -> Tuple[str, str]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("mode", nargs="?", choices=("filters", "synthetic"), default="filters",
-                        help="'filters' (default): evaluate filters on face data; 'synthetic': paper 000 Sec. 4")
+    parser.add_argument("mode", nargs="?", choices=("filters", "synthetic", "merge"), default="filters",
+                        help="'filters' (default): evaluate filters on face data; 'synthetic': paper 000 Sec. 4; "
+                             "'merge': join --report files measured on the same data into one report and plot")
+    parser.add_argument("--report", action="append", default=[], type=Path, metavar="REPORT",
+                        help="merge mode: a report.json (or its folder) from `privsdk eval` (repeatable)")
     parser.add_argument("--filter", "-f", action="append", default=[], metavar="FILTER",
                         help="filter to evaluate (repeatable): checkpoint .pt, bundle dir/.zip, or KIND[:STRENGTH]")
     parser.add_argument("--baselines", nargs="?", const="all", default=None, metavar="KINDS",
@@ -124,12 +131,32 @@ def _run_synthetic(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_merge(args: argparse.Namespace) -> int:
+    from privsdk.errors import InputError
+    from privsdk.log import get_logger
+
+    from .merge import merge_reports
+    from .plot import plot_tradeoff
+    from .report import read_report, summary_table, write_report
+
+    if len(args.report) < 2:
+        raise InputError("privsdk eval merge: expected at least two --report REPORT (report.json or its folder)")
+    merged = merge_reports([read_report(p) for p in args.report], sources=[str(p) for p in args.report])
+    path = write_report(merged, args.out)
+    png = plot_tradeoff(merged, args.out / "tradeoff.png", utility=args.utility_axis)
+    print(summary_table(merged))
+    get_logger("eval").info("wrote %s and %s", path, png)
+    return 0
+
+
 def main(args: argparse.Namespace) -> int:
     from privsdk.errors import InputError
     from privsdk.log import get_logger
 
     if args.mode == "synthetic":
         return _run_synthetic(args)
+    if args.mode == "merge":
+        return _run_merge(args)
 
     from .filters import BASELINE_STRENGTHS, baseline_sweep, make_filter
     from .plot import plot_tradeoff

@@ -217,7 +217,10 @@ def checkpoint_filter(path: str, device: str = "cpu", batch_size: int = 256) -> 
     info = {"source": str(path), "format": "checkpoint", "method": ckpt.get("method"),
             "epoch": ckpt.get("epoch"), "secret": ckpt.get("secret"), "utility": ckpt.get("utility"),
             "files": {Path(path).name: sha256_file(path)}}
-    return FilterUnderEval(Path(path).stem, run, True, f"checkpoint-{kind}", None, info)
+    # runs/NAME/filter.pt (or last.pt, best.pt) is known by its run's name
+    p = Path(path)
+    name = p.parent.name if p.stem in ("filter", "last", "best") and p.parent.name else p.stem
+    return FilterUnderEval(name, run, True, f"checkpoint-{kind}", None, info)
 
 
 # ------------------------------------------------------------------ bundles
@@ -292,8 +295,14 @@ def bundle_filter(path: str) -> FilterUnderEval:
 
 def make_filter(spec: str, device: str = "cpu", seed: Optional[int] = None) -> FilterUnderEval:
     """A filter from a spec: ``KIND[:STRENGTH]`` for a baseline, a ``.pt`` checkpoint, or a bundle
-    (directory with ``filter.json`` or ``.zip``)."""
+    (directory with ``filter.json`` or ``.zip``); ``NAME=PATH`` names a checkpoint or bundle. Names
+    ``FAMILY:LABEL`` (like the baselines' ``blur:4``) are drawn as one curve in the trade-off plot."""
     p = Path(spec)
+    label, sep, rest = spec.partition("=")
+    if not p.exists() and sep and label and Path(rest).exists():  # NAME=PATH: the name shown in tables and plots
+        f = make_filter(rest, device=device, seed=seed)
+        f.name = label
+        return f
     if p.exists():
         if p.is_dir() or p.suffix == ".zip":
             return bundle_filter(spec)

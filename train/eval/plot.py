@@ -56,8 +56,9 @@ def plot_tradeoff(report: Dict[str, Any], path: Union[str, Path], utility: str =
             continue
         x = r["privacy"]["worst_attacker"]["balanced_accuracy"]
         f = r["filter"]
-        key = f["name"].split(":")[0] if f["kind"] == "baseline" else f["name"]
-        curves[key].append((x, y, "" if f.get("strength") is None else f"{f['strength']:g}"))
+        # "FAMILY:LABEL" names one point of a curve: baselines over strength, filters over a budget
+        key, _, label = f["name"].partition(":")
+        curves[key].append((x, y, label if f.get("strength") is None else f"{f['strength']:g}"))
     for key, pts in curves.items():
         pts.sort(key=lambda p: p[0])
         xs, ys = [p[0] for p in pts], [p[1] for p in pts]

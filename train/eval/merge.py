@@ -1,0 +1,63 @@
+"""Merge ``privsdk eval`` reports measured on the same data into one report and one trade-off plot.
+
+Each filter's attackers are trained on their own, so filters evaluated in separate runs
+(e.g. a slow baseline sweep once, new filters later) are comparable when the runs used the
+same data, split and subset. :func:`merge_reports` checks that, keeps every result, and
+takes the strongest clean attacker of the runs as the clean reference (the conservative
+choice when the runs trained different attacker families).
+
+Example::
+
+    from privsdk.train.eval.merge import merge_reports
+    from privsdk.train.eval.report import read_report
+    merged = merge_reports([read_report("runs/eval/filters"), read_report("runs/eval/baselines")])
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, List, Sequence
+
+from privsdk.errors import InputError
+
+# what must be equal for two runs' numbers to be comparable (the rest of "data" is derived from these)
+DATA_KEYS = ("name", "secret", "image_size", "sizes", "split", "subset")
+
+
+def merge_reports(reports: Sequence[Dict[str, Any]], sources: Sequence[str] = ()) -> Dict[str, Any]:
+    """One report holding the results of ``reports`` (same data and split; filter names unique)."""
+    if len(reports) < 2:
+        raise InputError(f"merging reports: got {len(reports)}; expected at least two report.json files")
+    sources = list(sources) or [f"report {i}" for i in range(len(reports))]
+    first = reports[0]
+    for rep, src in zip(reports[1:], sources[1:]):
+        if "results" not in rep or "data" not in rep:
+            raise InputError(f"merging reports: {src} is not a `privsdk eval` filters report (no results/data)")
+        for key in DATA_KEYS:
+            if rep["data"].get(key) != first["data"].get(key):
+                raise InputError(f"merging reports: {src} was measured on different data ({key!r} differs from "
+                                 f"{sources[0]}); expected the same --data, --split-seed, --limit and --size")
+    seen: Dict[str, str] = {}
+    results: List[Dict[str, Any]] = []
+    for rep, src in zip(reports, sources):
+        for r in rep["results"]:
+            name = r["filter"]["name"]
+            if name in seen:
+                raise InputError(f"merging reports: filter {name!r} is in both {seen[name]} and {src}; "
+                                 "expected each filter once (name them with --filter NAME=PATH)")
+            seen[name] = src
+            results.append(r)
+
+    def clean_acc(rep: Dict[str, Any]) -> float:
+        return float(rep.get("clean", {}).get("worst_attacker", {}).get("balanced_accuracy") or 0.0)
+
+    strongest = max(reports, key=clean_acc)
+    merged = {k: v for k, v in first.items() if k not in ("results", "clean", "summary", "seconds")}
+    merged.update(results=results, clean=strongest.get("clean", {}),
+                  merged_from=[{"source": src, "created": rep.get("created"),
+                                "attackers": rep.get("protocol", {}).get("settings", {}).get("attackers"),
+                                "filters": [r["filter"]["name"] for r in rep["results"]],
+                                "clean_worst_attacker": rep.get("clean", {}).get("worst_attacker")}
+                               for rep, src in zip(reports, sources)])
+    from .report import headline
+
+    merged["summary"] = headline(merged)
+    return merged

@@ -53,7 +53,7 @@ def merge_reports(reports: Sequence[Dict[str, Any]], sources: Sequence[str] = ()
     merged = {k: v for k, v in first.items() if k not in ("results", "clean", "summary", "seconds")}
     merged.update(results=results, clean=strongest.get("clean", {}),
                   merged_from=[{"source": src, "created": rep.get("created"),
-                                "attackers": rep.get("protocol", {}).get("settings", {}).get("attackers"),
+                                "settings": rep.get("protocol", {}).get("settings"),
                                 "filters": [r["filter"]["name"] for r in rep["results"]],
                                 "clean_worst_attacker": rep.get("clean", {}).get("worst_attacker")}
                                for rep, src in zip(reports, sources)])

@@ -387,6 +387,13 @@ class Trainer:
                          val["val_fixed_attacker_bacc"], val["val_fixed_attacker_clean_bacc"], val["val_psnr"],
                          metrics["seconds"])
                 runlog.write(metrics)
+                if epoch == start_epoch and val["val_fixed_attacker_clean_bacc"] < 0.6:
+                    # a plain cross-entropy model on imbalanced data can sit on the majority class: its number
+                    # on filtered images then says nothing about privacy (privsdk eval trains balanced ones)
+                    log.warning("the fixed (clean-trained) %s attacker reaches only %.3f balanced accuracy on clean "
+                                "validation images, near chance: 'fixed attacker bacc' will say little; train it "
+                                "longer (train.pretrain_epochs) or judge with `privsdk eval`", cfg.data.secret,
+                                val["val_fixed_attacker_clean_bacc"])
                 if (epoch + 1) % t.checkpoint_every == 0 or epoch + 1 == end_epoch:
                     save_checkpoint(checkpoint(epoch + 1, metrics, True), last_path)
                     if cfg.method.name == "filtergen":

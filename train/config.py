@@ -83,6 +83,9 @@ class TrainConfig:
     amp: bool = True                           # used on CUDA only
     device: str = "auto"                       # auto | cpu | cuda | cuda:N
     estimator_width: int = 16
+    # the secret adversary also gets a linear branch on the pixels: the eval's linear attacker is then a special
+    # case of the model the filter is trained against (a CNN alone leaves linear directions intact)
+    adversary_linear_branch: bool = False
     pretrain_epochs: int = 5                   # clean training of frozen utility / fixed-attacker models
     utility_models: Dict[str, str] = field(default_factory=dict)   # label -> path of a saved frozen model
     max_steps_per_epoch: Optional[int] = None

@@ -271,6 +271,28 @@ class SmallResNet(nn.Module):
         return self.fc(self.features(x01))
 
 
+class CNNPlusLinear(SmallResNet):
+    """:class:`SmallResNet` whose logits add a linear model on the raw pixels.
+
+    As a training adversary it contains both attackers that ``privsdk eval`` retrains (a CNN
+    and a linear model on pixels), so a filter cannot win by fooling only the CNN.
+
+    Args:
+        outputs: number of classes.
+        width: channels of the CNN's first stage.
+        size: input height = width (the linear branch has ``3·size²`` inputs).
+    """
+
+    def __init__(self, outputs: int = 2, width: int = 16, size: int = 64, in_channels: int = 3):
+        super().__init__(outputs, width, in_channels)
+        self.pixels = nn.Linear(in_channels * size * size, outputs)
+        nn.init.zeros_(self.pixels.weight)  # starts as the plain CNN; the branch learns what the CNN misses
+        nn.init.zeros_(self.pixels.bias)
+
+    def forward(self, x01: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.features(x01)) + self.pixels(((x01 - 0.5) * 4.0).flatten(1))
+
+
 class ReconstructionDecoder(nn.Module):
     """Paper 004's adversary: reconstructs the raw image (x01) from the filtered one."""
 

@@ -138,3 +138,39 @@ def test_per_location_norm_under_bfloat16_autocast_keeps_float32_statistics():
     norms = [m for m in f.modules() if isinstance(m, PerLocationNorm)]
     assert norms and all(m.running_mean.dtype == torch.float32 for m in norms)
     assert any(float(m.running_mean.abs().sum()) > 0 for m in norms)
+
+
+def test_cnn_plus_linear_adversary_learns_what_a_pooled_cnn_cannot():
+    """The training adversary with a pixel branch contains the eval's linear attacker: on a secret that is a
+    random linear function of the pixels (a spatial pattern global pooling averages away) it learns, and the
+    plain CNN of the same width does not."""
+    import torch
+    import torch.nn.functional as F
+
+    from privsdk.train.methods import MethodContext, build_method
+    from privsdk.train.networks import CNNPlusLinear, SmallResNet
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(4096, 3, 8, 8, generator=g)
+    w = torch.randn(3 * 8 * 8, generator=g)
+    s = (((x - 0.5).flatten(1) @ w) > 0).long()
+    train, test = slice(0, 2048), slice(2048, None)
+
+    def fit(model):  # accuracy on held-out images (a CNN can memorize the training ones)
+        torch.manual_seed(0)
+        opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+        for _ in range(60):
+            j = torch.randint(0, 2048, (128,))
+            opt.zero_grad()
+            F.cross_entropy(model(x[train][j]), s[train][j]).backward()
+            opt.step()
+        model.eval()
+        with torch.no_grad():
+            return float((model(x[test]).argmax(1) == s[test]).float().mean())
+
+    plain, both = fit(SmallResNet(2, width=4)), fit(CNNPlusLinear(2, width=4, size=8))
+    assert both > 0.85 and plain < 0.75, (plain, both)
+
+    ctx = MethodContext(device=torch.device("cpu"), size=16, num_secret_classes=2,
+                        secret_prior=torch.tensor([0.5, 0.5]), adversary_linear_branch=True)
+    assert isinstance(build_method("aioi", ctx, {}).attacker, CNNPlusLinear)

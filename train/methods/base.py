@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from privsdk.errors import InputError
 
-from ..networks import SmallResNet
+from ..networks import CNNPlusLinear, SmallResNet
 
 
 @dataclass
@@ -43,6 +43,7 @@ class MethodContext:
     utility: Dict[str, FrozenModel] = field(default_factory=dict)   # frozen models of the utility labels
     fixed_secret: Optional[FrozenModel] = None       # the clean-trained secret classifier ("fixed attacker")
     estimator_width: int = 16
+    adversary_linear_branch: bool = False            # secret adversary = CNN + linear model on the pixels
     adversary_lr: float = 1e-3
     autocast: Any = None                             # a callable returning a context manager
     world_size: int = 1                              # > 1 under torchrun: gradients are all-reduced
@@ -74,7 +75,9 @@ class Method:
                              f"expected some of {sorted(self.defaults)}")
         self.ctx = ctx
         self.params: Dict[str, Any] = {**self.defaults, **params}
-        self.attacker = SmallResNet(ctx.num_secret_classes, ctx.estimator_width).to(ctx.device)
+        self.attacker = (CNNPlusLinear(ctx.num_secret_classes, ctx.estimator_width, size=ctx.size)
+                         if ctx.adversary_linear_branch
+                         else SmallResNet(ctx.num_secret_classes, ctx.estimator_width)).to(ctx.device)
         self.modules: Dict[str, nn.Module] = {"attacker": self.attacker}
         self.optimizers: Dict[str, torch.optim.Optimizer] = {}
 

@@ -260,7 +260,8 @@ class Trainer:
         ctx = MethodContext(device=device, size=size, num_secret_classes=k_secret,
                             secret_prior=torch.from_numpy(prior).to(device), utility=frozen["utility"],
                             fixed_secret=frozen["fixed_secret"], estimator_width=t.estimator_width,
-                            adversary_linear_branch=t.adversary_linear_branch, adversary_lr=t.adversary_lr, autocast=autocast, world_size=self.world)
+                            adversary_linear_branch=t.adversary_linear_branch, adversary_lr=t.adversary_lr,
+                            autocast=autocast, world_size=self.world)
         method = build_method(cfg.method.name, ctx, cfg.method.params)
         opt = torch.optim.Adam(flt.parameters(), lr=t.lr, weight_decay=t.weight_decay)
         n_train = len(splits["train"])

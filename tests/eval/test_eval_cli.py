@@ -94,8 +94,8 @@ def test_cli_merge_joins_runs_on_the_same_data(csv_set, tmp_path, capsys):
                  "--out", str(tmp_path / "b")]) == 0
     capsys.readouterr()
     out = tmp_path / "merged"
-    assert main(["-q", "eval", "merge", "--report", str(tmp_path / "a"), "--report", str(tmp_path / "b" / "report.json"),
-                 "--out", str(out)]) == 0
+    assert main(["-q", "eval", "merge", "--report", str(tmp_path / "a"),
+                 "--report", str(tmp_path / "b" / "report.json"), "--out", str(out)]) == 0
     merged = read_report(out)
     assert [r["filter"]["name"] for r in merged["results"]] == ["full_mask:1", "lite:v1"]
     assert [m["filters"] for m in merged["merged_from"]] == [["full_mask:1"], ["lite:v1"]]

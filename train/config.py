@@ -62,6 +62,10 @@ class LossConfig:
 
     distortion_eps: Optional[float] = 0.01     # L2 budget per pixel (mean squared error of x01), None = off
     distortion_weight: float = 100.0           # mu in mu·max(mse − eps, 0)²
+    # Extra budgets on horizontal bands of the face crop, each {rows: [top, bottom] as fractions of the height,
+    # eps: MSE allowed in the band, weight}. A tight band over the eyes keeps what face descriptors read while the
+    # image-wide budget leaves room where the secret is (mouth, cheeks): DESIGN "Keeping utility while training".
+    region_budgets: List[Dict[str, Any]] = field(default_factory=list)
     pose_weight: float = 0.0                   # weight of ‖pose(y) − pose(x)‖² (frozen pose regressor)
     pose_model: Optional[str] = None           # path of a saved pose regressor; None = trained in-run if labels exist
     identity_weight: float = 0.0               # weight of ‖d(y) − d(x)‖² (frozen face descriptor)
@@ -123,7 +127,24 @@ class RunConfig:
             raise InputError(f"train.lr_schedule is {self.train.lr_schedule!r}; expected 'cosine' or 'constant'")
         if self.data.secret in self.data.utility:
             raise InputError(f"data.secret {self.data.secret!r} is also in data.utility; expected distinct labels")
+        self.losses.region_budgets = [_check_region_budget(i, b) for i, b in enumerate(self.losses.region_budgets)]
         return self
+
+
+def _check_region_budget(i: int, band: Any) -> Dict[str, Any]:
+    where = f"losses.region_budgets[{i}]"
+    expected = "expected {rows: [top, bottom] with 0 <= top < bottom <= 1, eps: >= 0, weight: >= 0}"
+    if not isinstance(band, dict) or set(band) - {"rows", "eps", "weight"} or "rows" not in band or "eps" not in band:
+        raise InputError(f"{where} is {band!r}; {expected}")
+    rows = band["rows"]
+    try:
+        top, bottom = (float(r) for r in rows)
+        eps, weight = float(band["eps"]), float(band.get("weight", 1e4))
+    except (TypeError, ValueError):
+        raise InputError(f"{where} is {band!r}; {expected}") from None
+    if not (0.0 <= top < bottom <= 1.0) or eps < 0 or weight < 0:
+        raise InputError(f"{where} is {band!r}; {expected}")
+    return {"rows": [top, bottom], "eps": eps, "weight": weight}
 
 
 def _from_dict(cls: type, data: Dict[str, Any], where: str) -> Any:

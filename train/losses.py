@@ -13,7 +13,7 @@ Example::
 from __future__ import annotations
 
 import math
-from typing import Optional
+from typing import Any, Dict, Optional, Sequence
 
 import numpy as np
 import torch
@@ -68,6 +68,22 @@ def distortion_penalty(y: torch.Tensor, x: torch.Tensor, eps: Optional[float], w
     if eps is None:
         return y.new_zeros(())
     return weight * hinge_squared(distortion_per_image(y, x), float(eps)).mean()
+
+
+def band_distortion_per_image(y: torch.Tensor, x: torch.Tensor, top: float, bottom: float) -> torch.Tensor:
+    """Mean squared error per image over the rows ``[top, bottom)`` (fractions of the height) of x01 images."""
+    h = y.shape[-2]
+    r0, r1 = int(round(top * h)), max(int(round(bottom * h)), int(round(top * h)) + 1)
+    return ((y[..., r0:r1, :].float() - x[..., r0:r1, :].float()) ** 2).flatten(1).mean(dim=1)
+
+
+def region_distortion_penalty(y: torch.Tensor, x: torch.Tensor, budgets: Sequence[Dict[str, Any]]) -> torch.Tensor:
+    """Sum over bands of ``weight · mean_i max(band_mse_i − eps, 0)²`` (``losses.region_budgets``)."""
+    total = y.new_zeros((), dtype=torch.float32)
+    for band in budgets:
+        mse = band_distortion_per_image(y, x, *band["rows"])
+        total = total + float(band["weight"]) * hinge_squared(mse, float(band["eps"])).mean()
+    return total
 
 
 def balanced_accuracy(pred: np.ndarray, true: np.ndarray, num_classes: Optional[int] = None) -> float:

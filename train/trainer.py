@@ -45,7 +45,8 @@ from .config import RunConfig, save_config
 from .data import FaceSet, load_dataset, make_splits, splits_from_json, splits_to_json
 from .frozen import (class_prior, evaluate_model, load_descriptor, load_frozen, save_frozen, to_x01,
                      train_clean_model)
-from .losses import balanced_accuracy, distortion_penalty, distortion_per_image, psnr, roc_auc
+from .losses import (balanced_accuracy, distortion_penalty, distortion_per_image, psnr, region_distortion_penalty,
+                     roc_auc)
 from .methods import Batch, FrozenModel, MethodContext, build_method
 from .networks import build_filter
 from .runlog import RunLog
@@ -350,6 +351,10 @@ class Trainer:
                 if step < t.warmup_steps:  # start the filter near the identity before the adversarial game
                     loss_m = F.mse_loss(y, x) * 100.0
                 loss = loss_m + distortion_penalty(y, x, cfg.losses.distortion_eps, cfg.losses.distortion_weight)
+                if cfg.losses.region_budgets:
+                    region_loss = region_distortion_penalty(y, x, cfg.losses.region_budgets)
+                    loss = loss + region_loss
+                    logs["region_penalty"] = float(region_loss.detach())
                 logs["mse"] = float(distortion_per_image(y.detach(), x).mean())
                 if frozen["pose"] is not None:
                     with torch.no_grad():

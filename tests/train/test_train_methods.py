@@ -120,3 +120,23 @@ def test_validation_metrics_auc_and_balanced_accuracy():
     assert balanced_accuracy(np.zeros(10, int), np.array([0] * 8 + [1] * 2)) == pytest.approx(0.5)
     w = balanced_class_weights(torch.tensor([0.75, 0.25]))
     torch.testing.assert_close(w * torch.tensor([0.75, 0.25]), torch.tensor([0.5, 0.5]))
+
+
+def test_region_budget_penalizes_only_its_band():
+    from privsdk.train.losses import band_distortion_per_image, region_distortion_penalty
+
+    x = torch.rand(2, 3, 20, 8)
+    y = x.clone()
+    y[:, :, 10:] += 0.5  # change only the lower half
+    band = [{"rows": [0.0, 0.5], "eps": 0.0, "weight": 1e4}]
+    assert float(band_distortion_per_image(y, x, 0.0, 0.5).max()) == 0.0
+    assert float(band_distortion_per_image(y, x, 0.5, 1.0).min()) == pytest.approx(0.25)
+    assert float(region_distortion_penalty(y, x, band)) == 0.0
+    y.requires_grad_(True)
+    z = y + 0.1  # now the band is touched too: penalty (0.01)²·1e4 per image, gradient only inside the band
+    penalty = region_distortion_penalty(z, x, band)
+    assert float(penalty) == pytest.approx(1.0, rel=1e-4)
+    penalty.backward()
+    assert float(y.grad[:, :, :10].abs().min()) > 0 and float(y.grad[:, :, 10:].abs().max()) == 0.0
+    # within its budget the band costs nothing
+    assert float(region_distortion_penalty(z, x, [{"rows": [0.0, 0.5], "eps": 0.02, "weight": 1e4}])) == 0.0

@@ -96,6 +96,12 @@ def test_config_file_overrides_and_round_trip(tmp_path):
         load_config(None, ["train.lr"])
     with pytest.raises(InputError, match="does not exist"):
         load_config(tmp_path / "missing.yaml")
+    band = load_config(None, ["losses.region_budgets=[{rows: [0, 0.45], eps: 3e-3}]"]).losses.region_budgets
+    assert band == [{"rows": [0.0, 0.45], "eps": 0.003, "weight": 1e4}]
+    for bad in ("[{rows: [0.5, 0.2], eps: 0.01}]", "[{rows: [0, 1.5], eps: 0.01}]", "[{rows: [0, 0.5]}]",
+                "[{rows: [0, 0.5], eps: -1}]", "[{rows: [0, 0.5], eps: 0.01, budget: 2}]", "[0.5]"):
+        with pytest.raises(InputError, match=r"losses.region_budgets\[0\]"):
+            load_config(None, [f"losses.region_budgets={bad}"])
 
 
 def test_shipped_configs_load():
@@ -135,11 +141,13 @@ def test_pose_and_identity_terms_with_frozen_models(faceset, tmp_path):
     torch.export.save(exported, str(tmp_path / "descriptor.pt2"))
     cfg = _cfg(1, kind="lite", method="aioi",
                extra=["losses.pose_weight=1.0", "losses.identity_weight=1.0",
-                      f"losses.identity_model={tmp_path / 'descriptor.pt2'}", "data.utility=[yaw]"])
+                      f"losses.identity_model={tmp_path / 'descriptor.pt2'}", "data.utility=[yaw]",
+                      "losses.region_budgets=[{rows: [0, 0.4], eps: 0.0}]"])
     path = Trainer(cfg, tmp_path / "pose", dataset=ds).run()
     assert (tmp_path / "pose/pose.pt").is_file() and (tmp_path / "pose/utility_yaw.pt").is_file()
     header = (tmp_path / "pose/log.csv").read_text().splitlines()[0]
-    for col in ("train_pose_mse", "train_identity_dist2", "val_pose_change_mae", "val_utility_yaw_mae"):
+    for col in ("train_pose_mse", "train_identity_dist2", "train_region_penalty", "val_pose_change_mae",
+                "val_utility_yaw_mae"):
         assert col in header, col
     assert torch.load(path, weights_only=False)["utility"] == ["yaw", "pose", "identity"]
     with pytest.raises(InputError, match="pose_model or a data set"):

@@ -108,10 +108,15 @@ class StochasticUNet(nn.Module):
         norm: one of ``perloc``, ``batch``, ``instance``, ``none``.
         extra_channels: extra constant input channels concatenated to the image (e.g. the
             one-hot secret of paper 002's generator); 0 for a filter.
+        residual: output ``clamp(x01 + head, 0, 1)`` instead of ``sigmoid(head)``, with a zero-initialized
+            head: the filter starts as the identity and every pixel it does not need to change stays exact
+            (a sigmoid output has to re-synthesize the whole face, which costs fidelity and identity everywhere).
+            ``x01`` is recovered from the normalized input with the buffers ``input_mean`` / ``input_std``
+            (the bundle's per-location maps; set them with :meth:`set_input_norm`).
     """
 
     def __init__(self, size: int = 64, in_channels: int = 3, base: int = 8, depth: int = 3,
-                 noise_channels: int = 8, norm: str = "perloc", extra_channels: int = 0):
+                 noise_channels: int = 8, norm: str = "perloc", extra_channels: int = 0, residual: bool = False):
         super().__init__()
         if norm not in NORMS:
             raise InputError(f"unknown normalization {norm!r}; expected one of {list(NORMS)}")
@@ -138,6 +143,20 @@ class StochasticUNet(nn.Module):
             self.up.append(nn.ConvTranspose2d(chans[i + 1], chans[i], 2, stride=2))
             self.dec.append(_ConvBlock(2 * chans[i], chans[i], norm, size >> i))
         self.head = nn.Conv2d(chans[0], 3, 1)
+        self.residual = bool(residual)
+        if self.residual:
+            if in_channels != 3:
+                raise InputError(f"a residual U-Net needs 3 input channels (RGB), got {in_channels}")
+            nn.init.zeros_(self.head.weight)
+            nn.init.zeros_(self.head.bias)
+            self.register_buffer("input_mean", torch.full((3, size, size), 0.5))
+            self.register_buffer("input_std", torch.full((3, size, size), 0.25))
+
+    def set_input_norm(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        """The per-location maps the input was normalized with (``(x01 − mean) / std``); residual only."""
+        if self.residual:
+            self.input_mean.copy_(torch.as_tensor(mean).reshape(self.input_mean.shape))
+            self.input_std.copy_(torch.as_tensor(std).reshape(self.input_std.shape))
 
     def forward(self, image: torch.Tensor, noise: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
         x = image if extra is None else torch.cat([image, extra], dim=1)
@@ -149,6 +168,9 @@ class StochasticUNet(nn.Module):
         x = self.bottleneck(torch.cat([x, noise.to(x.dtype)], dim=1))
         for up, block, skip in zip(self.up, self.dec, reversed(skips)):
             x = block(torch.cat([up(x), skip], dim=1))
+        if self.residual:
+            x01 = image * self.input_std + self.input_mean
+            return torch.clamp(x01 + self.head(x).to(x01.dtype), 0.0, 1.0)
         return torch.sigmoid(self.head(x))
 
 

@@ -258,6 +258,8 @@ class Trainer:
         torch.manual_seed(t.seed)
         arch = {"size": size, **dict(cfg.filter.arch)}
         flt = build_filter(cfg.filter.kind, **arch).to(device)
+        if hasattr(flt, "set_input_norm"):
+            flt.set_input_norm(mean_t, std_t)
         ctx = MethodContext(device=device, size=size, num_secret_classes=k_secret,
                             secret_prior=torch.from_numpy(prior).to(device), utility=frozen["utility"],
                             fixed_secret=frozen["fixed_secret"], estimator_width=t.estimator_width,

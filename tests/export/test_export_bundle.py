@@ -228,3 +228,25 @@ def test_checkpoint_whose_weights_do_not_fit_its_arch_is_refused(tmp_path):
     with pytest.raises(InputError, match="weights do not fit a 'lite' filter") as err:
         export_checkpoint(path, tmp_path / "out")
     assert str(path) in str(err.value) and not (tmp_path / "out").exists()
+
+
+def test_residual_unet_bundle_keeps_what_it_does_not_change(tmp_path, astronaut_bgr):
+    module, ckpt = tiny.make_checkpoint("unet", residual=True)
+    result = export_checkpoint(save_checkpoint(ckpt, tmp_path / "res.pt"), tmp_path / "smile-res", ExportOptions())
+    bundle = load_bundle(result.directory)
+    roi = (220, 90, 16, 16)
+    x = kernels.pre(astronaut_bgr, roi, bundle.maps["scale"], bundle.maps["shift"], None)
+    noise = np.random.default_rng(0).standard_normal((1, 4, 4, 4)).astype(np.float32)
+    session = ort.InferenceSession(bundle.onnx_bytes, providers=["CPUExecutionProvider"])
+    y = session.run(["filtered"], {"image": x[None], "noise": noise})[0]
+    with torch.no_grad():
+        want = module(torch.from_numpy(x[None]), torch.from_numpy(noise)).numpy()
+        crop01 = torch.from_numpy(x[None]) * module.input_std + module.input_mean
+        module.head.weight.zero_()
+        module.head.bias.zero_()
+        same = module(torch.from_numpy(x[None]), torch.from_numpy(noise)).numpy()
+    assert np.abs(y - want).max() <= 1e-4 and 0.01 < np.abs(y - crop01.numpy()).mean() < 0.2
+    # a zero head is the identity on the face: x01 recovered from the normalized input with the bundle's maps
+    np.testing.assert_allclose(same, np.clip(crop01.numpy(), 0, 1), atol=1e-6)
+    np.testing.assert_allclose(crop01.numpy()[0], astronaut_bgr[90:106, 220:236, ::-1].transpose(2, 0, 1) / 255,
+                               atol=1e-5)

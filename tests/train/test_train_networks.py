@@ -174,3 +174,23 @@ def test_cnn_plus_linear_adversary_learns_what_a_pooled_cnn_cannot():
     ctx = MethodContext(device=torch.device("cpu"), size=16, num_secret_classes=2,
                         secret_prior=torch.tensor([0.5, 0.5]), adversary_linear_branch=True)
     assert isinstance(build_method("aioi", ctx, {}).attacker, CNNPlusLinear)
+
+
+def test_residual_unet_starts_as_the_identity_and_learns_a_change():
+    unet = build_filter("unet", size=16, base=4, depth=2, noise_channels=2, residual=True)
+    mean, std = torch.full((3, 16, 16), 0.4), torch.full((3, 16, 16), 0.2)
+    unet.set_input_norm(mean, std)
+    x01 = torch.rand(4, 3, 16, 16)
+    z = torch.randn(4, 2, 4, 4)
+    y = unet((x01 - mean) / std, z)
+    torch.testing.assert_close(y, x01, atol=1e-6, rtol=0)
+    opt = torch.optim.Adam(unet.parameters(), lr=1e-2)
+    for _ in range(20):  # push the top rows towards black: only a non-zero head can
+        loss = unet((x01 - mean) / std, z)[:, :, :4].mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    y = unet((x01 - mean) / std, z).detach()
+    assert float(y[:, :, :4].mean()) < float(x01[:, :, :4].mean()) - 0.05 and 0.0 <= float(y.min())
+    with pytest.raises(InputError, match="3 input channels"):
+        build_filter("unet", size=16, in_channels=4, residual=True)

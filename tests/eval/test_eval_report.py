@@ -6,7 +6,7 @@ import pytest
 
 from privsdk.errors import InputError
 from privsdk.train.eval import EvalData, ProtocolSettings, baseline, evaluate, read_report, write_report
-from privsdk.train.eval.plot import plot_tradeoff
+from privsdk.train.eval.plot import plot_examples, plot_tradeoff
 from privsdk.train.eval.report import jsonable, summary_table
 
 
@@ -58,6 +58,32 @@ def test_plot_is_written(report, tmp_path):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
     with pytest.raises(InputError, match="utility axis"):
         plot_tradeoff(report, tmp_path / "x.png", utility="speed")
+
+
+def test_examples_grid_shows_both_classes_before_and_after(tmp_path):
+    import cv2
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (12, 16, 16, 3), dtype=np.uint8)
+    labels = np.array([0] * 9 + [1] * 3)
+    calls = []
+
+    class Spy:  # an identity filter that records the faces it was shown
+        name = "spy"
+
+        def __call__(self, batch):
+            calls.append(batch.copy())
+            return batch
+
+    png = plot_examples([baseline("full_mask", 1.0), Spy()], images, tmp_path / "ex.png", labels=labels, count=6)
+    grid = cv2.imread(str(png))
+    assert grid is not None and grid.shape[0] > grid.shape[1] * 0.3  # three rows of six faces
+    # the faces shown alternate between the classes while both have faces left: 0, 1, 0, 1, 0, 1
+    shown = calls[0]
+    idx = [int(np.flatnonzero((images == f).all(axis=(1, 2, 3)))[0]) for f in shown]
+    assert [int(labels[i]) for i in idx] == [0, 1, 0, 1, 0, 1]
+    with pytest.raises(InputError, match="examples"):
+        plot_examples([], images.astype(np.float32), tmp_path / "bad.png")
 
 
 def test_read_report_errors(tmp_path):

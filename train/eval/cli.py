@@ -11,7 +11,8 @@ Evaluate privacy filters with the protocol of DESIGN.md: fresh attackers (a CNN 
 scratch and a linear model on pixels) trained on filtered images until validation stops
 improving, fixed clean-trained attackers, utility (PSNR/SSIM, head pose on GENKI-4K,
 identity kept and verification across people by dlib when installed), baselines at
-several strengths, and paper 000's bounds. Writes OUT/report.json and OUT/tradeoff.png.
+several strengths, and paper 000's bounds. Writes OUT/report.json, OUT/tradeoff.png and
+OUT/examples.png (test faces before and after each filter).
 
 examples:
   privsdk eval --filter runs/emotion/best.pt --data smilesmiled=../shared/data/SMILEsmileD --baselines
@@ -159,7 +160,7 @@ def main(args: argparse.Namespace) -> int:
         return _run_merge(args)
 
     from .filters import BASELINE_STRENGTHS, baseline_sweep, make_filter
-    from .plot import plot_tradeoff
+    from .plot import plot_examples, plot_tradeoff
     from .protocol import EvalData, ProtocolSettings, evaluate
     from .report import summary_table, write_report
     from .training import pick_device
@@ -212,6 +213,8 @@ def main(args: argparse.Namespace) -> int:
     report = evaluate(filters, data, settings, identity_set=identity_set)
     path = write_report(report, args.out)
     png = plot_tradeoff(report, args.out / "tradeoff.png", utility=args.utility_axis)
+    examples = plot_examples(filters, data.images["test"], args.out / "examples.png",
+                             labels=data.labels["test"][data.secret])
     print(summary_table(report))
-    log.info("wrote %s and %s", path, png)
+    log.info("wrote %s, %s and %s", path, png, examples)
     return 0

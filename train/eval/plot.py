@@ -5,7 +5,8 @@ private) against utility (SSIM by default; pose-MAE ratio or identity kept when
 measured); each baseline kind is a curve over its strengths, evaluated filters
 are stars; chance and the clean attacker are marked. Right (when the report has
 bounds): paper 000's plane, I(S; Y) against I(U; X | Y) in nats, with Lemma 2.2
-(lower) and Lemma 2.3 (achievable) and each filter's empirical point.
+(lower) and Lemma 2.3 (achievable) and each filter's empirical point. ``plot_examples`` draws test faces before and
+after each filter (``examples.png``).
 
 Example::
 
@@ -16,7 +17,9 @@ from __future__ import annotations
 
 from collections import defaultdict
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
 
 from privsdk.errors import InputError
 
@@ -128,5 +131,47 @@ def _save(fig: Any, path: Union[str, Path]) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_examples(filters: Sequence[Any], images: np.ndarray, path: Union[str, Path],
+                  labels: Optional[np.ndarray] = None, count: int = 8) -> Path:
+    """A grid of test faces: the originals in the top row, one row per filter below (PNG).
+
+    ``filters`` are callables on uint8 N×H×W×3 RGB batches with a ``name`` (``FilterUnderEval``);
+    with binary ``labels`` (the secret) the columns alternate between the two classes, so
+    the reader sees what the filter does to a smile and to a neutral face.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    images = np.asarray(images)
+    if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8 or not len(images):
+        raise InputError(f"examples: images are {images.dtype}{images.shape}; expected uint8 N×H×W×3 with N >= 1")
+    pick = np.arange(min(count, len(images)))
+    if labels is not None and len(np.unique(labels)) == 2:
+        classes = [np.flatnonzero(labels == c) for c in np.unique(labels)]
+        pick = np.array([c[i] for i in range(count) for c in classes if i < len(c)][:count])
+    faces = images[pick]
+    rows = [("original", faces)] + [(getattr(f, "name", f"filter {i}"), f(faces)) for i, f in enumerate(filters)]
+    fig, axes = plt.subplots(len(rows), len(pick), figsize=(1.2 * len(pick) + 1.6, 1.25 * len(rows)),
+                             squeeze=False)
+    for r, (name, batch) in enumerate(rows):
+        for c in range(len(pick)):
+            ax = axes[r][c]
+            ax.imshow(batch[c], interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if c == 0:
+                ax.set_ylabel(name, rotation=0, ha="right", va="center", fontsize=8)
+            if r == 0 and labels is not None:
+                ax.set_title(f"secret={int(labels[pick[c]])}", fontsize=7)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
     return path

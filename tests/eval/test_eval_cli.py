@@ -108,14 +108,24 @@ def test_cli_merge_joins_runs_on_the_same_data(csv_set, tmp_path, capsys):
 
     with pytest.raises(InputError, match="in both"):
         _merge_args(tmp_path / "a", tmp_path / "a", tmp_path)
+    # the same run twice is fine once one copy is renamed; a rename that matches nothing is refused
+    assert main(["-q", "eval", "merge", "--report", str(tmp_path / "a"), "--report", str(tmp_path / "b"),
+                 "--rename", "lite:v1=emotion-lite (bundled)", "--out", str(tmp_path / "renamed")]) == 0
+    renamed = read_report(tmp_path / "renamed")["results"][1]["filter"]
+    assert renamed["name"] == "emotion-lite (bundled)" and renamed["renamed_from"] == "lite:v1"
+    assert read_report(tmp_path / "b")["results"][0]["filter"]["name"] == "lite:v1"  # the source is untouched
+    with pytest.raises(InputError, match="matched no filter"):
+        _merge_args(tmp_path / "a", tmp_path / "b", tmp_path, "--rename", "nope=x")
+    with pytest.raises(SystemExit):
+        _merge_args(tmp_path / "a", tmp_path / "b", tmp_path, "--rename", "no-equals-sign")
     assert main(["-q", "eval", "--filter", "identity", *common, "--split-seed", "1", "--out", str(tmp_path / "c")]) == 0
     with pytest.raises(InputError, match="different data"):
         _merge_args(tmp_path / "a", tmp_path / "c", tmp_path)
 
 
-def _merge_args(a, b, tmp_path):
+def _merge_args(a, b, tmp_path, *extra):
     from privsdk.cli import build_parser
 
     args = build_parser().parse_args(["eval", "merge", "--report", str(a), "--report", str(b),
-                                      "--out", str(tmp_path / "refused")])
+                                      "--out", str(tmp_path / "refused"), *extra])
     return args._main(args)

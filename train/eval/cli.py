@@ -41,12 +41,21 @@ def _name_path(text: str) -> Tuple[str, str]:
     return name, path
 
 
+def _old_new(text: str) -> Tuple[str, str]:
+    old, sep, new = text.partition("=")
+    if not sep or not old or not new:
+        raise argparse.ArgumentTypeError(f"expected OLD=NEW filter names (e.g. 'aioi:0.03=emotion 0.3.0'), got {text!r}")
+    return old, new
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("mode", nargs="?", choices=("filters", "synthetic", "merge"), default="filters",
                         help="'filters' (default): evaluate filters on face data; 'synthetic': paper 000 Sec. 4; "
                              "'merge': join --report files measured on the same data into one report and plot")
     parser.add_argument("--report", action="append", default=[], type=Path, metavar="REPORT",
                         help="merge mode: a report.json (or its folder) from `privsdk eval` (repeatable)")
+    parser.add_argument("--rename", action="append", default=[], type=_old_new, metavar="OLD=NEW",
+                        help="merge mode: show filter OLD as NEW in the merged report and plot (repeatable)")
     parser.add_argument("--filter", "-f", action="append", default=[], metavar="FILTER",
                         help="filter to evaluate (repeatable): checkpoint .pt, bundle dir/.zip, or KIND[:STRENGTH]")
     parser.add_argument("--baselines", nargs="?", const="all", default=None, metavar="KINDS",
@@ -142,7 +151,8 @@ def _run_merge(args: argparse.Namespace) -> int:
 
     if len(args.report) < 2:
         raise InputError("privsdk eval merge: expected at least two --report REPORT (report.json or its folder)")
-    merged = merge_reports([read_report(p) for p in args.report], sources=[str(p) for p in args.report])
+    merged = merge_reports([read_report(p) for p in args.report], sources=[str(p) for p in args.report],
+                           rename=dict(args.rename))
     path = write_report(merged, args.out)
     png = plot_tradeoff(merged, args.out / "tradeoff.png", utility=args.utility_axis)
     print(summary_table(merged))

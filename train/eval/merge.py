@@ -14,7 +14,8 @@ Example::
 """
 from __future__ import annotations
 
-from typing import Any, Dict, List, Sequence
+import copy
+from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 from privsdk.errors import InputError
 
@@ -22,8 +23,14 @@ from privsdk.errors import InputError
 DATA_KEYS = ("name", "secret", "image_size", "sizes", "split", "subset")
 
 
-def merge_reports(reports: Sequence[Dict[str, Any]], sources: Sequence[str] = ()) -> Dict[str, Any]:
-    """One report holding the results of ``reports`` (same data and split; filter names unique)."""
+def merge_reports(reports: Sequence[Dict[str, Any]], sources: Sequence[str] = (),
+                  rename: Optional[Mapping[str, str]] = None) -> Dict[str, Any]:
+    """One report holding the results of ``reports`` (same data and split; filter names unique).
+
+    ``rename`` maps a filter name in the reports to the name it gets in the merged one
+    (e.g. a run's ``residual:eye band`` shown as the bundle it became); every key must match a filter.
+    """
+    rename = dict(rename or {})
     if len(reports) < 2:
         raise InputError(f"merging reports: got {len(reports)}; expected at least two report.json files")
     sources = list(sources) or [f"report {i}" for i in range(len(reports))]
@@ -37,14 +44,24 @@ def merge_reports(reports: Sequence[Dict[str, Any]], sources: Sequence[str] = ()
                                  f"{sources[0]}); expected the same --data, --split-seed, --limit and --size")
     seen: Dict[str, str] = {}
     results: List[Dict[str, Any]] = []
+    unused = dict(rename)
     for rep, src in zip(reports, sources):
         for r in rep["results"]:
             name = r["filter"]["name"]
+            if name in rename:
+                unused.pop(name, None)
+                r = copy.deepcopy(r)
+                r["filter"]["name"] = rename[name]
+                r["filter"]["renamed_from"] = name
+                name = rename[name]
             if name in seen:
                 raise InputError(f"merging reports: filter {name!r} is in both {seen[name]} and {src}; "
                                  "expected each filter once (name them with --filter NAME=PATH)")
             seen[name] = src
             results.append(r)
+    if unused:
+        raise InputError(f"merging reports: --rename {sorted(unused)} matched no filter; the reports hold "
+                         f"{sorted(r['filter']['name'] for rep in reports for r in rep['results'])}")
 
     def clean_acc(rep: Dict[str, Any]) -> float:
         return float(rep.get("clean", {}).get("worst_attacker", {}).get("balanced_accuracy") or 0.0)

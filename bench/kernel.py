@@ -7,6 +7,8 @@ crop) and output size, it times the fused pre-kernel (σ noise, float32) against
 * ``cv2.dnn.blobFromImage`` on the same region (does less: one mean per
   channel, no per-location maps, no noise), with as many OpenCV threads as
   the fused kernel gets (``--threads N``; OpenCV's default for ``--threads 0``),
+* the same plus as many N(0, 1) draws as the output has values, from numpy's
+  Philox generator (``blob+N``: a baseline that also draws the noise),
 * a plain copy of the same output bytes (``np.copyto`` into a preallocated
   array: the memory-bound floor),
 
@@ -119,6 +121,9 @@ def run(inputs: Sequence[Tuple[int, int]], outputs: Sequence[int], repeat: int =
                               max_seconds=5.0)
             ref_nn = time_call(lambda: ref.pre(frame, roi, scale, shift), slow, warmup=1, max_seconds=5.0)
         blob_t = _time_blob(cv2, crop, n, repeat, threads) if cv2 is not None else None
+        # blob + the same number of normals from numpy's Philox generator: a baseline that does what the
+        # σ-noise case must do (draw one N(0, 1) per output value), the comparison proposed for DESIGN
+        blob_normals_t = _time_blob(cv2, crop, n, repeat, threads, normals=out.size) if cv2 is not None else None
         nbytes = out.nbytes
         f_ms = fused.median_ms
         pre_rows.append({
@@ -128,9 +133,11 @@ def run(inputs: Sequence[Tuple[int, int]], outputs: Sequence[int], repeat: int =
             "fused_prepared_ms": fused_prep.median_ms, "fused_no_noise_prepared_ms": fused_prep_nn.median_ms,
             "reference_ms": ref_t.median_ms if ref_t else None,
             "blob_ms": blob_t.median_ms if blob_t else None,
+            "blob_plus_normals_ms": blob_normals_t.median_ms if blob_normals_t else None,
             "copy_ms": copy.median_ms, "copy_gbps": gbps(nbytes, copy.median_ms),
             "speedup_vs_reference": _ratio(ref_t.median_ms if ref_t else None, f_ms),
             "speedup_vs_blob": _ratio(blob_t.median_ms if blob_t else None, f_ms),
+            "speedup_vs_blob_plus_normals": _ratio(blob_normals_t.median_ms if blob_normals_t else None, f_ms),
             "times_copy": _ratio(f_ms, copy.median_ms),
             # Without σ noise (sigma=None: the U-Net pre-step draws no σ noise).
             "fused_no_noise_gbps": gbps(nbytes, fused_nn.median_ms),
@@ -140,7 +147,8 @@ def run(inputs: Sequence[Tuple[int, int]], outputs: Sequence[int], repeat: int =
             "no_noise_times_copy": _ratio(fused_nn.median_ms, copy.median_ms),
             "timings": {"fused": fused, "fused_no_noise": fused_nn, "fused_prepared": fused_prep,
                         "fused_no_noise_prepared": fused_prep_nn, "reference": ref_t,
-                        "reference_no_noise": ref_nn, "blob": blob_t, "copy": copy},
+                        "reference_no_noise": ref_nn, "blob": blob_t, "blob_plus_normals": blob_normals_t,
+                        "copy": copy},
         })
         if post:
             y_out = rng.uniform(0.0, 1.0, (3, n, n)).astype(np.float32)
@@ -179,21 +187,32 @@ def _blob_threads(cv2: Any, threads: int) -> int:
     return threads if threads > 0 else cv2.getNumThreads()
 
 
-def _time_blob(cv2: Any, crop: Any, n: int, repeat: int, threads: int) -> Any:
+def _time_blob(cv2: Any, crop: Any, n: int, repeat: int, threads: int, normals: int = 0) -> Any:
     """Time ``cv2.dnn.blobFromImage`` on ``crop`` to n×n with the fused kernel's thread count.
 
     A fair baseline: with ``threads > 0`` OpenCV gets the same number of threads
     as the fused kernel (its own setting is restored afterwards); ``threads = 0``
-    (all cores) leaves OpenCV's default, which also uses all cores.
+    (all cores) leaves OpenCV's default, which also uses all cores. With ``normals``,
+    each call also draws that many float32 N(0, 1) values with numpy's Philox
+    generator (one thread) into a preallocated array.
     """
+    import numpy as np
+
     from .common import time_call
+
+    gen = np.random.Generator(np.random.Philox(0))
+    buf = np.empty(normals, np.float32)
+
+    def call() -> None:
+        cv2.dnn.blobFromImage(crop, 1 / 255.0, (n, n), (104.0, 117.0, 123.0), swapRB=True, crop=False)
+        if normals:
+            gen.standard_normal(out=buf, dtype=np.float32)
 
     saved = cv2.getNumThreads()
     if threads > 0:
         cv2.setNumThreads(threads)
     try:
-        return time_call(lambda: cv2.dnn.blobFromImage(crop, 1 / 255.0, (n, n), (104.0, 117.0, 123.0),
-                                                       swapRB=True, crop=False), repeat)
+        return time_call(call, repeat)
     finally:
         cv2.setNumThreads(saved)
 
@@ -207,11 +226,14 @@ def _targets_met(rows: Sequence[Dict[str, Any]], prefix: str = "") -> Dict[str, 
         vals = [r[prefix + key] for r in rows if r.get(prefix + key) is not None]
         return {"met": sum(1 for v in vals if ok(v)), "of": len(vals)}
 
-    return {
+    met = {
         "vs_reference_>=5x": count("speedup_vs_reference", lambda v: v >= TARGETS["vs_reference"]),
         "vs_blob_>=1x": count("speedup_vs_blob", lambda v: v >= TARGETS["vs_blob"]),
         "within_2x_copy": count("times_copy", lambda v: v <= TARGETS["vs_copy"]),
     }
+    if not prefix:  # only the σ-noise case draws normals
+        met["vs_blob_plus_normals_>=1x"] = count("speedup_vs_blob_plus_normals", lambda v: v >= TARGETS["vs_blob"])
+    return met
 
 
 PRE_COLUMNS = [("input", "input", "s"), ("region", "roi", "s"), ("output", "out", "s"),
@@ -219,7 +241,8 @@ PRE_COLUMNS = [("input", "input", "s"), ("region", "roi", "s"), ("output", "out"
                ("fused_prepared_ms", "prep. ms", ".3f"), ("fused_no_noise_ms", "no-noise ms", ".3f"),
                ("reference_ms", "numpy ms", ".2f"),
                ("speedup_vs_reference", "×numpy", ".1f"), ("blob_ms", "blob ms", ".3f"),
-               ("speedup_vs_blob", "×blob", ".2f"), ("copy_ms", "copy ms", ".4f"),
+               ("speedup_vs_blob", "×blob", ".2f"), ("blob_plus_normals_ms", "blob+N ms", ".3f"),
+               ("speedup_vs_blob_plus_normals", "×blob+N", ".2f"), ("copy_ms", "copy ms", ".4f"),
                ("times_copy", "/copy", ".1f")]
 NO_NOISE_COLUMNS = [("input", "input", "s"), ("region", "roi", "s"), ("output", "out", "s"),
                     ("fused_no_noise_ms", "fused ms", ".3f"), ("fused_no_noise_prepared_ms", "prep. ms", ".3f"),

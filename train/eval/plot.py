@@ -5,8 +5,8 @@ private) against utility (SSIM by default; pose-MAE ratio or identity kept when
 measured); each baseline kind is a curve over its strengths, evaluated filters
 are stars; chance and the clean attacker are marked. Right (when the report has
 bounds): paper 000's plane, I(S; Y) against I(U; X | Y) in nats, with Lemma 2.2
-(lower) and Lemma 2.3 (achievable) and each filter's empirical point. ``plot_examples`` draws test faces before and
-after each filter (``examples.png``).
+(lower) and Lemma 2.3 (achievable) and each filter's empirical point.
+``plot_examples`` draws test faces before and after each filter (``examples.png``).
 
 Example::
 

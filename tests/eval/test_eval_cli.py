@@ -29,7 +29,8 @@ def test_cli_writes_report_and_plot(csv_set, tmp_path, capsys):
     assert rc == 0
     report = read_report(out)
     assert (out / "tradeoff.png").stat().st_size > 10_000
-    examples = pytest.importorskip("cv2").imread(str(out / "examples.png"))  # originals + one row per filter: 3 rows of faces
+    # the originals and one row per filter: 3 rows of faces
+    examples = pytest.importorskip("cv2").imread(str(out / "examples.png"))
     assert examples is not None and examples.shape[0] > 2 * 110
     names = [r["filter"]["name"] for r in report["results"]]
     assert names == ["identity", "full_mask:1"]

@@ -44,7 +44,8 @@ def _name_path(text: str) -> Tuple[str, str]:
 def _old_new(text: str) -> Tuple[str, str]:
     old, sep, new = text.partition("=")
     if not sep or not old or not new:
-        raise argparse.ArgumentTypeError(f"expected OLD=NEW filter names (e.g. 'aioi:0.03=emotion 0.3.0'), got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected OLD=NEW filter names (e.g. 'aioi:0.03=emotion 0.3.0'), "
+                                         f"got {text!r}")
     return old, new
 
 

@@ -169,9 +169,4 @@ def plot_examples(filters: Sequence[Any], images: np.ndarray, path: Union[str, P
                 ax.set_ylabel(name, rotation=0, ha="right", va="center", fontsize=8)
             if r == 0 and labels is not None:
                 ax.set_title(f"secret={int(labels[pick[c]])}", fontsize=7)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)

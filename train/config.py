@@ -38,6 +38,9 @@ class DataConfig:
     split_seed: int = 0
     cache_dir: Optional[str] = None
     limit: Optional[int] = None
+    # More sets trained on with the first, each {name, root}. Each is split on its own (same fractions and seed, as
+    # `privsdk eval` splits it) and only train/val parts are joined, so every set's test split stays held out.
+    also: List[Dict[str, str]] = field(default_factory=list)
 
 
 @dataclass
@@ -128,7 +131,20 @@ class RunConfig:
         if self.data.secret in self.data.utility:
             raise InputError(f"data.secret {self.data.secret!r} is also in data.utility; expected distinct labels")
         self.losses.region_budgets = [_check_region_budget(i, b) for i, b in enumerate(self.losses.region_budgets)]
+        self.data.also = [_check_extra_set(i, e) for i, e in enumerate(self.data.also or [])]
         return self
+
+
+def _check_extra_set(i: int, entry: Any) -> Dict[str, str]:
+    from .data import DATASET_NAMES
+
+    where = f"data.also[{i}]"
+    expected = f"expected {{name: one of {list(DATASET_NAMES)}, root: its folder}}"
+    if not isinstance(entry, dict) or set(entry) != {"name", "root"}:
+        raise InputError(f"{where} is {entry!r}; {expected}")
+    if entry["name"] not in DATASET_NAMES or not str(entry["root"]):
+        raise InputError(f"{where} is {entry!r}; {expected}")
+    return {"name": str(entry["name"]), "root": str(entry["root"])}
 
 
 def _check_region_budget(i: int, band: Any) -> Dict[str, Any]:

@@ -409,6 +409,52 @@ def make_splits(ds: FaceSet, stratify: Optional[str] = None,
     return {k: np.sort(np.concatenate(v)).astype(np.int64) for k, v in out.items()}
 
 
+def join_datasets(parts: Sequence[Tuple[FaceSet, Dict[str, np.ndarray]]]
+                  ) -> Tuple[FaceSet, Dict[str, np.ndarray]]:
+    """Join data sets that were each split on their own into one set with joined splits.
+
+    Training on several sets must not leak any set's test split: each set is split with
+    :func:`make_splits` exactly as ``privsdk eval`` splits it, and the joined splits are those
+    splits shifted into the joined index range. Only labels every set has are kept (e.g. ``smile``
+    for SMILEsmileD + GENKI-4K); the name is the set names joined by ``+``.
+
+    Example:
+        >>> a = FaceSet(np.zeros((4, 8, 8, 3), np.uint8), {"smile": np.array([0, 1, 0, 1])}, ["a"] * 4, "a")
+        >>> b = FaceSet(np.ones((2, 8, 8, 3), np.uint8), {"smile": np.array([1, 0]), "yaw": np.zeros(2, np.float32)},
+        ...             ["b"] * 2, "b")
+        >>> ds, sp = join_datasets([(a, {"train": np.array([0, 1]), "val": np.array([2]), "test": np.array([3])}),
+        ...                         (b, {"train": np.array([1]), "val": np.array([], np.int64), "test": np.array([0])})])
+        >>> ds.name, sorted(ds.labels), sp["train"].tolist(), sp["test"].tolist()
+        ('a+b', ['smile'], [0, 1, 5], [3, 4])
+    """
+    if not parts:
+        raise InputError("join_datasets got no data sets; expected at least one (set, splits) pair")
+    shape = parts[0][0].images.shape[1:]
+    for ds, _ in parts:
+        if ds.images.shape[1:] != shape:
+            raise InputError(f"data set {ds.name!r} has images of shape {ds.images.shape[1:]}; expected {shape} "
+                             f"like {parts[0][0].name!r} (the same data.size)")
+    common = set(parts[0][0].labels)
+    for ds, _ in parts[1:]:
+        common &= set(ds.labels)
+    labels = {}
+    for k in sorted(common):
+        kinds = {ds.labels[k].dtype.kind for ds, _ in parts}
+        if len(kinds) > 1:
+            raise InputError(f"label {k!r} is a class label in one set and a value in another ({sorted(kinds)}); "
+                             f"expected the same kind in every joined set")
+        labels[k] = np.concatenate([ds.labels[k] for ds, _ in parts])
+    splits: Dict[str, List[np.ndarray]] = {"train": [], "val": [], "test": []}
+    offset = 0
+    for ds, sp in parts:
+        for k in splits:
+            splits[k].append(np.asarray(sp[k], dtype=np.int64) + offset)
+        offset += len(ds)
+    joined = FaceSet(images=np.concatenate([ds.images for ds, _ in parts]), labels=labels,
+                     paths=[p for ds, _ in parts for p in ds.paths], name="+".join(ds.name for ds, _ in parts))
+    return joined, {k: np.concatenate(v) for k, v in splits.items()}
+
+
 def splits_to_json(splits: Dict[str, np.ndarray]) -> Dict[str, List[int]]:
     """Splits as JSON-able lists."""
     return {k: [int(i) for i in v] for k, v in splits.items()}

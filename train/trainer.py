@@ -31,7 +31,7 @@ import random
 import time
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 import torch
@@ -42,7 +42,7 @@ from privsdk.log import get_logger
 
 from .checkpoint import make_checkpoint, read_checkpoint, save_checkpoint
 from .config import RunConfig, save_config
-from .data import FaceSet, load_dataset, make_splits, splits_from_json, splits_to_json
+from .data import FaceSet, join_datasets, load_dataset, make_splits, splits_from_json, splits_to_json
 from .frozen import (class_prior, evaluate_model, load_descriptor, load_frozen, save_frozen, to_x01,
                      train_clean_model)
 from .losses import (balanced_accuracy, distortion_penalty, distortion_per_image, psnr, region_distortion_penalty,
@@ -136,21 +136,36 @@ class Trainer:
                 dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
             log.info("distributed: rank %d of %d on %s", self.rank, self.world, device)
 
-    def _load_data(self) -> FaceSet:
-        if self._dataset is not None:
-            return self._dataset
+    def _load_data(self) -> Tuple[FaceSet, Dict[str, np.ndarray]]:
+        """The training set and its train/val/test indices (``data.also`` sets joined, see :func:`join_datasets`)."""
         d = self.cfg.data
-        return load_dataset(d.name, d.root, d.size, cache_dir=d.cache_dir, limit=d.limit)
+        if self._dataset is not None:
+            ds = self._dataset
+        else:
+            ds = load_dataset(d.name, d.root, d.size, cache_dir=d.cache_dir, limit=d.limit)
+        split = dict(stratify=d.secret, fractions=tuple(d.fractions), seed=d.split_seed)
+        parts = [(ds, make_splits(ds, **split))]
+        for extra in d.also:
+            more = load_dataset(extra["name"], extra["root"], d.size, cache_dir=d.cache_dir)
+            if d.secret not in more.labels:
+                raise InputError(f"data.also set {more.name!r} has no secret label {d.secret!r}; "
+                                 f"expected one of {sorted(more.labels)}")
+            parts.append((more, make_splits(more, **split)))
+        if len(parts) > 1:
+            ds, splits = join_datasets(parts)
+            log.info("training on %s: %s", ds.name, ", ".join(f"{p.name} {len(s['train'])} train" for p, s in parts))
+        else:
+            splits = parts[0][1]
+        return ds, self._splits(ds, splits)
 
-    def _splits(self, ds: FaceSet) -> Dict[str, np.ndarray]:
+    def _splits(self, ds: FaceSet, splits: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
         path = self.out / "splits.json"
         if self.resume and path.is_file():
             return splits_from_json(json.loads(path.read_text())["splits"])
         d = self.cfg.data
-        splits = make_splits(ds, stratify=d.secret, fractions=tuple(d.fractions), seed=d.split_seed)
         if self.is_main:
-            path.write_text(json.dumps({"dataset": ds.name, "root": str(d.root), "stratify": d.secret,
-                                        "fractions": list(d.fractions), "seed": d.split_seed,
+            path.write_text(json.dumps({"dataset": ds.name, "root": str(d.root), "also": list(d.also),
+                                        "stratify": d.secret, "fractions": list(d.fractions), "seed": d.split_seed,
                                         "splits": splits_to_json(splits)}))
         return splits
 
@@ -233,14 +248,13 @@ class Trainer:
         if self.is_main:
             save_config(cfg, self.out / "config.yaml")
 
-        ds = self._load_data()
+        ds, splits = self._load_data()
         if cfg.data.secret not in ds.labels:
             raise InputError(f"secret {cfg.data.secret!r} is not a label of {ds.name!r}; expected one of {sorted(ds.labels)}")
         for u in cfg.data.utility:
             ds.label(u)
         if ds.images.shape[1] != cfg.data.size or ds.images.shape[2] != cfg.data.size:
             raise InputError(f"data set images are {ds.images.shape[1:3]}; expected data.size {cfg.data.size}")
-        splits = self._splits(ds)
         size = cfg.data.size
         images = torch.from_numpy(np.ascontiguousarray(ds.images)).to(device)
         labels = {k: torch.from_numpy(np.ascontiguousarray(v)).to(device) for k, v in ds.labels.items()}

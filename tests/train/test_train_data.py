@@ -137,6 +137,36 @@ def test_splits_are_deterministic_stratified_and_disjoint(tmp_path):
         make_splits(ds, fractions=(0.5, 0.5, 0.5))
 
 
+def test_joined_sets_keep_each_sets_own_test_split(tmp_path):
+    from privsdk.train.data import FaceSet, join_datasets
+
+    rng = np.random.default_rng(0)
+    a = FaceSet(rng.integers(0, 255, (40, 6, 6, 3), dtype=np.uint8), {"smile": np.arange(40) % 3 == 0},
+                [f"a{i}" for i in range(40)], "smilesmiled")
+    a.labels["smile"] = a.labels["smile"].astype(np.int64)
+    b = FaceSet(rng.integers(0, 255, (20, 6, 6, 3), dtype=np.uint8),
+                {"smile": (np.arange(20) % 2).astype(np.int64), "yaw": np.linspace(-1, 1, 20).astype(np.float32)},
+                [f"b{i}" for i in range(20)], "genki4k")
+    sa, sb = make_splits(a, stratify="smile", seed=0), make_splits(b, stratify="smile", seed=0)
+    ds, sp = join_datasets([(a, sa), (b, sb)])
+    assert ds.name == "smilesmiled+genki4k" and len(ds) == 60 and sorted(ds.labels) == ["smile"]
+    np.testing.assert_array_equal(ds.images[40:], b.images)
+    for k in ("train", "val", "test"):
+        np.testing.assert_array_equal(sp[k], np.concatenate([sa[k], sb[k] + 40]))
+    # the second set's held-out faces are exactly the ones `privsdk eval` tests on, and never trained on
+    assert set(sp["test"][sp["test"] >= 40] - 40) == set(sb["test"].tolist())
+    assert not set(sp["train"]) & set(sp["test"])
+    assert [ds.paths[i] for i in sp["test"][sp["test"] >= 40]] == [b.paths[i] for i in sb["test"]]
+    small = FaceSet(np.zeros((4, 5, 5, 3), np.uint8), {"smile": np.zeros(4, np.int64)}, ["s"] * 4, "small")
+    with pytest.raises(InputError, match=r"'small' has images of shape \(5, 5, 3\); expected \(6, 6, 3\)"):
+        join_datasets([(a, sa), (small, make_splits(small))])
+    floaty = FaceSet(np.zeros((4, 6, 6, 3), np.uint8), {"smile": np.zeros(4, np.float32)}, ["f"] * 4, "floaty")
+    with pytest.raises(InputError, match="label 'smile' is a class label in one set and a value"):
+        join_datasets([(a, sa), (floaty, make_splits(floaty))])
+    with pytest.raises(InputError, match="no data sets"):
+        join_datasets([])
+
+
 @pytest.mark.shared_data
 def test_real_sets_counts(shared_data):
     smile = load_dataset("smilesmiled", shared_data / "SMILEsmileD", size=32)

@@ -102,6 +102,11 @@ def test_config_file_overrides_and_round_trip(tmp_path):
                 "[{rows: [0, 0.5], eps: -1}]", "[{rows: [0, 0.5], eps: 0.01, budget: 2}]", "[0.5]"):
         with pytest.raises(InputError, match=r"losses.region_budgets\[0\]"):
             load_config(None, [f"losses.region_budgets={bad}"])
+    also = load_config(None, ["data.also=[{name: genki4k, root: ../shared/data/GENKI4K}]"]).data.also
+    assert also == [{"name": "genki4k", "root": "../shared/data/GENKI4K"}]
+    for bad in ("[{name: imagenet, root: x}]", "[{name: genki4k}]", "[genki4k]", "[{name: genki4k, root: x, w: 1}]"):
+        with pytest.raises(InputError, match=r"data.also\[0\] is .*expected \{name: one of"):
+            load_config(None, [f"data.also={bad}"])
 
 
 def test_shipped_configs_load():
@@ -174,3 +179,36 @@ def test_cli_trains_from_a_real_layout_on_disk(lfw_faces, tmp_path):
     module, ck = load_filter(tmp_path / "run/filter.pt")
     assert ck["method"] == "labelflip" and ck["data"]["n_images"] == 40
     assert ck["data"]["secret_prior"][1] == pytest.approx(14 / 40, abs=0.05)
+
+
+def test_training_on_two_sets_holds_out_each_sets_test_split(lfw_faces, tmp_path):
+    """data.also: SMILEsmileD + GENKI-4K layouts on disk; the GENKI test faces must stay out of training."""
+    from privsdk.cli import main
+    from privsdk.train.data import load_dataset, make_splits
+
+    for i, face in enumerate(lfw_faces[:30]):
+        folder = "positives/positives7" if i % 3 == 0 else "negatives/negatives7"
+        path = tmp_path / "smile/SMILEs" / folder / f"{i}.jpg"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(path), cv2.resize(face, (SIZE, SIZE), interpolation=cv2.INTER_AREA))
+    lines = []
+    for i, face in enumerate(lfw_faces[30:50]):
+        path = tmp_path / "genki/files" / f"file{i + 1:04d}.jpg"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(path), cv2.cvtColor(cv2.resize(face, (SIZE, SIZE)), cv2.COLOR_GRAY2BGR))
+        lines.append(f"{i % 2} 0.1 0.0 0.0")
+    (tmp_path / "genki/labels.txt").write_text("\n".join(lines) + "\n")
+    rc = main(["-q", "train", "--data", str(tmp_path / "smile"), "--out", str(tmp_path / "run"),
+               "--set", f"data.also=[{{name: genki4k, root: {tmp_path / 'genki'}}}]",
+               "--set", f"data.size={SIZE}", "--set", "filter.arch={base: 4, depth: 2, noise_channels: 1}",
+               "--set", "train.epochs=1", "--set", "train.batch_size=8", "--set", "train.pretrain_epochs=1",
+               "--set", "train.estimator_width=4", "--set", "train.device=cpu", "--set", "train.max_steps_per_epoch=2"])
+    assert rc == 0
+    _, ck = load_filter(tmp_path / "run/filter.pt")
+    assert ck["data"]["n_images"] == 50
+    saved = json.loads((tmp_path / "run/splits.json").read_text())
+    assert saved["dataset"] == "smilesmiled+genki4k" and saved["also"][0]["name"] == "genki4k"
+    genki = load_dataset("genki4k", tmp_path / "genki", size=SIZE)
+    held_out = make_splits(genki, stratify="smile", fractions=(0.7, 0.15, 0.15), seed=0)["test"]
+    assert sorted(i - 30 for i in saved["splits"]["test"] if i >= 30) == held_out.tolist()
+    assert not {i - 30 for i in saved["splits"]["train"] if i >= 30} & set(held_out.tolist())

@@ -142,7 +142,8 @@ def _manifest(ckpt: Mapping[str, Any], options: ExportOptions, name: str, onnx_s
         "kind": ckpt["filter"]["kind"],
         "secret": jsonable(list(ckpt.get("secret") or [])), "utility": jsonable(list(ckpt.get("utility") or [])),
         "input": {"height": int(inp["height"]), "width": int(inp["width"]), "channels": 3,
-                  "colour_order": "RGB", "layout": "NCHW", "dtype": "float32"},
+                  "colour_order": "RGB", "layout": "NCHW", "dtype": "float32",
+                  **({"face_crop": jsonable(crop)} if (crop := _face_crop(ckpt)) else {})},
         "onnx": onnx_section,
         "output": {"convention": "rgb01"},
         "method": {"name": ckpt["method"], "hyperparameters": jsonable(ckpt.get("hyperparameters") or {})},
@@ -150,6 +151,37 @@ def _manifest(ckpt: Mapping[str, Any], options: ExportOptions, name: str, onnx_s
         "training": training,
         "evaluation": None,
     }
+
+
+def _face_crop(ckpt: Mapping[str, Any]) -> Optional[Dict[str, Any]]:
+    """The training faces' layout in the Haar box: from the checkpoint, else measured on its training data.
+
+    Checkpoints written before the trainer measured it carry none; their training data is then read
+    again (the config's ``data`` section) when it is still where it was, else the bundle has no layout
+    and the runtime frames faces with its default margin (said in a warning).
+    """
+    data = ckpt.get("data") or {}
+    if data.get("face_crop"):
+        return dict(data["face_crop"])
+    cfg = (ckpt.get("config") or {}).get("data") or {}
+    roots = [(cfg.get("name"), cfg.get("root"))] + [(e.get("name"), e.get("root")) for e in cfg.get("also") or []]
+    if not cfg or not all(name and root and Path(root).exists() for name, root in roots):
+        _log.warning("the checkpoint has no face crop layout and its training data (%s) is not here: the bundle gets "
+                     "none, so the runtime frames faces with its default margin", roots)
+        return None
+    from privsdk.regions.crop_layout import measure_face_crop
+    from privsdk.train.data import load_dataset, make_splits
+
+    faces = []
+    for name, root in roots:
+        ds = load_dataset(name, root, int(cfg.get("size", 64)))
+        fractions = tuple(cfg.get("fractions", (0.7, 0.15, 0.15)))
+        train = make_splits(ds, stratify=cfg.get("secret", "smile"), fractions=fractions,
+                            seed=int(cfg.get("split_seed", 0)))["train"]
+        faces.append(ds.images[train])
+    layout = measure_face_crop(np.concatenate(faces), seed=int(cfg.get("split_seed", 0)))
+    _log.info("face crop layout measured on the checkpoint's training data %s: %s", roots, layout)
+    return layout
 
 
 def _input_hw(ckpt: Mapping[str, Any]) -> Tuple[int, int]:

@@ -37,7 +37,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from privsdk.errors import InputError
+from privsdk.errors import DependencyError, InputError
 from privsdk.log import get_logger
 
 from .checkpoint import make_checkpoint, read_checkpoint, save_checkpoint
@@ -168,6 +168,22 @@ class Trainer:
                                         "stratify": d.secret, "fractions": list(d.fractions), "seed": d.split_seed,
                                         "splits": splits_to_json(splits)}))
         return splits
+
+    def _face_crop(self, train_images: np.ndarray) -> Optional[Dict[str, Any]]:
+        """How the training faces sit in the runtime Haar finder's box (exported as ``input.face_crop``)."""
+        if not self.is_main:
+            return None
+        from privsdk.regions.crop_layout import measure_face_crop
+
+        try:
+            layout = measure_face_crop(train_images, seed=self.cfg.data.split_seed)
+        except DependencyError as exc:  # OpenCV without the Haar cascades: the runtime default margin applies
+            log.warning("face crop layout not measured: %s", exc)
+            return None
+        if layout is not None:
+            log.info("training faces sit at %s of a Haar face box (%d of %d crops measured)", layout["box"],
+                     layout["faces_found"], layout["faces_tried"])
+        return layout
 
     def _frozen_models(self, images: torch.Tensor, labels: Dict[str, torch.Tensor], splits: Dict[str, np.ndarray],
                        device: torch.device, ds: FaceSet) -> Dict[str, Any]:
@@ -320,7 +336,8 @@ class Trainer:
             (["identity"] if frozen["identity"] is not None else [])
         data_meta = {"name": ds.name, "root": str(cfg.data.root), "size": size, "n_images": len(ds),
                      "splits": {k: len(v) for k, v in splits.items()}, "splits_file": "splits.json",
-                     "secret_prior": [float(p) for p in prior], "secret_classes": k_secret}
+                     "secret_prior": [float(p) for p in prior], "secret_classes": k_secret,
+                     "face_crop": self._face_crop(ds.images[splits["train"]])}
 
         def checkpoint(epoch: int, metrics: Dict[str, Any], with_resume: bool) -> Dict[str, Any]:
             resume_state = None

@@ -48,7 +48,8 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
 import numpy as np
 
-from .errors import BundleError
+from .errors import BundleError, InputError
+from .regions.base import check_face_crop
 
 FORMAT = "privsdk-filter/1"
 MANIFEST = "filter.json"
@@ -129,6 +130,15 @@ def validate_manifest(manifest: Any, source: str = "<manifest>") -> Dict[str, An
             raise _fail(source, f"input.{key} must be a positive integer, got {inp.get(key)!r}")
     if inp.get("colour_order", "RGB") not in ("RGB", "BGR"):
         raise _fail(source, f"input.colour_order must be RGB or BGR, got {inp.get('colour_order')!r}")
+    if "face_crop" in inp:
+        crop = inp["face_crop"]
+        if not isinstance(crop, dict) or not isinstance(crop.get("detector"), str):
+            raise _fail(source, f"input.face_crop must be {{'detector': str, 'box': [left, top, right, bottom]}}, "
+                                f"got {crop!r}")
+        try:
+            check_face_crop(crop.get("box"), "input.face_crop.box")
+        except InputError as exc:
+            raise _fail(source, str(exc)) from None
     if NORM not in manifest["files"]:
         raise _fail(source, f"files must list {NORM}")
     if manifest["kind"] == "unet":

@@ -154,6 +154,8 @@ def _load_checkpoint_network(path: Path) -> _Network:
             "input": {"height": hw[0], "width": hw[1], "colour_order": "RGB"},
             "method": {"name": ckpt.get("method"), "hyperparameters": ckpt.get("hyperparameters", {})},
             "source": str(path), "_swap_rb": True}
+    if (ckpt.get("data") or {}).get("face_crop"):
+        info["input"]["face_crop"] = ckpt["data"]["face_crop"]
     if kind == "lite":
         maps = {k: np.ascontiguousarray(v, np.float32) for k, v in module.maps().items()}
         return _Network(info, maps, None, True)
@@ -270,11 +272,28 @@ class Filter:
         finder = self._finders.get(key)
         if finder is None:
             h, w = self.input_size
-            opts = self._region_options if spec != "full" else {}
+            opts = {**self._face_crop_options(spec), **self._region_options} if spec != "full" else {}
             finder = make_finder(spec, aspect=w / h, margin=self._margin, hold=self._hold,
                                  hold_seconds=self._hold_seconds, **opts)
             self._finders[key] = finder
         return finder
+
+    def _face_crop_options(self, spec: Any) -> Dict[str, Any]:
+        """Frame faces as the training faces were (the bundle's ``input.face_crop``), unless told otherwise.
+
+        The layout was measured with the Haar finder, so it is used for ``faces``/``haar`` only; an
+        explicit ``margin`` or ``region_options["crop"]`` wins.
+        """
+        layout = (self._info.get("input") or {}).get("face_crop")
+        if not layout or spec not in ("faces", "haar") or self._margin is not None \
+                or "crop" in self._region_options or "margin" in self._region_options:
+            return {}
+        if layout.get("detector") != "haar":
+            _log.info("filter %s: its face crop layout was measured with %r, not the Haar finder; using the "
+                      "default margin", self.name, layout.get("detector"))
+            return {}
+        _log.info("filter %s: faces framed as in training: crop %s of the Haar box", self.name, layout["box"])
+        return {"crop": tuple(layout["box"])}
 
     def is_crop_like(self, shape: Tuple[int, ...]) -> bool:
         """The ``regions="auto"`` rule: is a frame of this shape already a face crop (filtered whole)?"""

@@ -153,6 +153,7 @@ def test_manifest_validates_against_schema(which, unet_export, lite_export):
         dict(manifest, input=dict(manifest["input"], height=0)),
         dict(manifest, files={"norm.npz": "not-a-digest"}),
         {k: v for k, v in manifest.items() if k != "secret"},
+        dict(manifest, input=dict(manifest["input"], face_crop={"detector": "haar", "box": [0, 0, 1]})),
     ]
     for bad in wrong:
         with pytest.raises(jsonschema.ValidationError):
@@ -250,3 +251,14 @@ def test_residual_unet_bundle_keeps_what_it_does_not_change(tmp_path, astronaut_
     np.testing.assert_allclose(same, np.clip(crop01.numpy(), 0, 1), atol=1e-6)
     np.testing.assert_allclose(crop01.numpy()[0], astronaut_bgr[90:106, 220:236, ::-1].transpose(2, 0, 1) / 255,
                                atol=1e-5)
+
+
+def test_face_crop_layout_travels_from_checkpoint_to_bundle(tmp_path, unet_export):
+    """The trainer's measured layout of its faces reaches the manifest; without one the manifest has none."""
+    assert "face_crop" not in unet_export[2].manifest["input"]  # the tiny checkpoint has no data to measure
+    _, ckpt = tiny.make_checkpoint("lite")
+    layout = {"detector": "haar", "box": [0.11, 0.2, 0.87, 0.96], "faces_found": 500, "faces_tried": 600}
+    ckpt["data"] = dict(ckpt["data"], face_crop=layout)
+    path = save_checkpoint(ckpt, tmp_path / "lite.pt")
+    bundle = load_bundle(export_checkpoint(path, tmp_path / "b", ExportOptions()).directory)
+    assert bundle.manifest["input"]["face_crop"] == layout

@@ -89,6 +89,75 @@ def test_box_geometry():
     assert iou(FACE, FACE) == 1.0 and iou(FACE, Region(0, 0, 10, 10)) == 0.0
 
 
+def test_face_crop_layout_places_the_box():
+    from privsdk.regions.base import check_face_crop
+
+    assert expand_to_aspect(100, 100, 50, 50, 0.25, 0.15, 1.0, 640, 480, crop=(0, 0, 1, 1)).roi == (100, 100, 50, 50)
+    tight = expand_to_aspect(100, 100, 100, 100, 0.25, 0.15, 1.0, 640, 480, crop=(0.1, 0.2, 0.9, 1.0))
+    assert tight.roi == (110, 120, 80, 80)  # the layout wins over margin and chin
+    loose = expand_to_aspect(100, 100, 100, 100, 0.25, 0.15, 1.0, 640, 480)
+    assert loose.w == 165 and loose.y == 75
+    assert check_face_crop([0.1, 0.2, 0.9, 1.0]) == (0.1, 0.2, 0.9, 1.0)
+    for bad in ([0.9, 0.2, 0.1, 1.0], [0, 0, 1], [0, 0, 1, float("nan")], "tight", None, [0, 0, 9, 9]):
+        with pytest.raises(InputError, match=r"expected \(left, top, right, bottom\) in detector-box units"):
+            check_face_crop(bad)
+
+
+def _astronaut_box(frame):
+    found = make_finder("faces", hold=0, crop=(0, 0, 1, 1)).find(frame)
+    assert found, "the Haar finder should find the astronaut"
+    return max(found, key=lambda r: r.w)  # scaled down, a false positive can appear beside the face
+
+
+def test_measure_face_crop_recovers_the_layout_of_crops_cut_at_a_known_place(astronaut_bgr):
+    """Crops cut at (0.1, 0.2, 0.9, 1.0) of the Haar box, at several scales and shifts: measured back."""
+    cv2 = pytest.importorskip("cv2")
+    from privsdk.regions.crop_layout import measure_face_crop
+
+    crops = []
+    for scale in (0.8, 0.9, 1.0, 1.1, 1.2):
+        frame = cv2.resize(astronaut_bgr, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        b = _astronaut_box(frame)
+        for dx, dy in ((0, 0), (-0.02, 0.01), (0.02, -0.01)):
+            x0, y0 = int(round(b.x + (0.1 + dx) * b.w)), int(round(b.y + (0.2 + dy) * b.h))
+            side = int(round(0.8 * b.w))
+            crop = cv2.resize(frame[y0:y0 + side, x0:x0 + side], (64, 64), interpolation=cv2.INTER_AREA)
+            crops.append(cv2.cvtColor(crop, cv2.COLOR_BGR2RGB))
+    layout = measure_face_crop(np.stack(crops))
+    assert layout is not None and layout["detector"] == "haar" and layout["faces_tried"] == 15
+    assert layout["faces_found"] >= 10
+    np.testing.assert_allclose(layout["box"], [0.1, 0.2, 0.9, 1.0], atol=0.05)
+    noise = np.random.default_rng(0).integers(0, 255, (12, 64, 64, 3), dtype=np.uint8)
+    assert measure_face_crop(noise) is None  # no faces: no layout claimed
+    with pytest.raises(InputError, match=r"expected uint8 N×S×S×3"):
+        measure_face_crop(np.zeros((3, 64, 32, 3), np.uint8))
+
+
+def test_filter_frames_faces_as_its_bundle_was_trained(tmp_path, astronaut_bgr):
+    from privsdk.bundle import write_bundle
+    from privsdk.errors import BundleError
+
+    layout = {"detector": "haar", "box": [0.1, 0.2, 0.9, 1.0]}
+    m = tiny.manifest("tight", "unet")
+    m["input"]["face_crop"] = layout
+    bundle = write_bundle(tmp_path / "tight", m, tiny.unet_maps(), onnx_bytes=tiny.unet_onnx_bytes())
+    box = _astronaut_box(astronaut_bgr)
+    want = expand_to_aspect(box.x, box.y, box.w, box.h, 0, 0, 1.0, astronaut_bgr.shape[1], astronaut_bgr.shape[0],
+                           crop=layout["box"])
+    f = Filter(bundle, regions="faces", hold=0, seed=0)
+    f.apply(astronaut_bgr)
+    assert [r.roi for r in f.last_regions] == [want.roi]
+    g = Filter(bundle, regions="faces", hold=0, seed=0, margin=0.25)  # an explicit margin wins
+    g.apply(astronaut_bgr)
+    assert g.last_regions[0].w > 1.8 * want.w
+    plain = Filter(tiny.write_unet(tmp_path / "plain"), regions="faces", hold=0, seed=0)
+    plain.apply(astronaut_bgr)
+    assert plain.last_regions[0].roi == g.last_regions[0].roi  # no layout: the default margin
+    m["input"]["face_crop"] = {"detector": "haar", "box": [0.9, 0.2, 0.1, 1.0]}
+    with pytest.raises(BundleError, match=r"input.face_crop.box is \[0.9, 0.2, 0.1, 1.0\]; expected"):
+        Filter(write_bundle(tmp_path / "bad", m, tiny.unet_maps(), onnx_bytes=tiny.unet_onnx_bytes()))
+
+
 def test_plugin_finders_and_unknown_names():
     register_finder("test-full", lambda **kw: FullFrame())
     finder = make_finder("test-full", hold=0)

@@ -206,6 +206,10 @@ def test_training_on_two_sets_holds_out_each_sets_test_split(lfw_faces, tmp_path
     assert rc == 0
     _, ck = load_filter(tmp_path / "run/filter.pt")
     assert ck["data"]["n_images"] == 50
+    # the trainer measured where its faces sit in the runtime's Haar box (scikit-image's LFW crops: about the box)
+    crop = ck["data"]["face_crop"]
+    assert crop["detector"] == "haar" and crop["faces_found"] >= 10
+    np.testing.assert_allclose(crop["box"], [0.0, 0.0, 1.1, 1.1], atol=0.15)
     saved = json.loads((tmp_path / "run/splits.json").read_text())
     assert saved["dataset"] == "smilesmiled+genki4k" and saved["also"][0]["name"] == "genki4k"
     genki = load_dataset("genki4k", tmp_path / "genki", size=SIZE)

@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 import abc
+import math
 from dataclasses import dataclass
-from typing import List, Tuple
+from typing import Any, List, Optional, Sequence, Tuple
 
 import numpy as np
+
+from ..errors import InputError
 
 
 @dataclass(frozen=True)
@@ -51,12 +54,36 @@ def clip_region(r: Region, width: int, height: int) -> "Region | None":
     return Region(x0, y0, x1 - x0, y1 - y0, r.score, r.held, r.track)
 
 
+def check_face_crop(crop: Any, where: str = "face crop") -> Tuple[float, float, float, float]:
+    """A face-crop layout ``(left, top, right, bottom)`` in detector-box units, checked.
+
+    The crop spans ``x + left·w .. x + right·w`` and ``y + top·h .. y + bottom·h`` of a detector
+    box ``(x, y, w, h)``: ``(0, 0, 1, 1)`` is the box itself, ``(-0.25, -0.25, 1.25, 1.4)`` is the
+    default margin 0.25 with chin 0.15. Raises :class:`InputError` saying what was expected.
+    """
+    try:
+        vals = tuple(float(v) for v in crop)
+    except (TypeError, ValueError):
+        vals = ()
+    if len(vals) != 4 or not all(math.isfinite(v) and -2.0 <= v <= 3.0 for v in vals) \
+            or not (vals[0] < vals[2] and vals[1] < vals[3]):
+        raise InputError(f"{where} is {crop!r}; expected (left, top, right, bottom) in detector-box units, "
+                         f"left < right and top < bottom, each within [-2, 3] (the box itself is (0, 0, 1, 1))")
+    return vals  # type: ignore[return-value]
+
+
 def expand_to_aspect(x: float, y: float, w: float, h: float, margin: float, chin: float, aspect: float,
-                     width: int, height: int) -> Region:
+                     width: int, height: int, crop: Optional[Sequence[float]] = None) -> Region:
     """Grow a detector box by ``margin`` (fraction of its size on each side, ``chin`` extra below),
-    make it ``aspect`` (w / h) around its centre, and clip it to the frame."""
-    x0, x1 = x - margin * w, x + w + margin * w
-    y0, y1 = y - margin * h, y + h + (margin + chin) * h
+    or place it by a face-crop layout ``crop`` (see :func:`check_face_crop`; it wins over margin and
+    chin), make it ``aspect`` (w / h) around its centre, and clip it to the frame."""
+    if crop is not None:
+        left, top, right, bottom = crop
+        x0, x1 = x + left * w, x + right * w
+        y0, y1 = y + top * h, y + bottom * h
+    else:
+        x0, x1 = x - margin * w, x + w + margin * w
+        y0, y1 = y - margin * h, y + h + (margin + chin) * h
     cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
     bw, bh = x1 - x0, y1 - y0
     if bw / bh < aspect:

@@ -3,18 +3,21 @@
 A detector box is grown to cover the whole face -- forehead, cheeks and chin --
 by ``margin`` (a fraction of its size on each side, plus ``chin`` extra below),
 made the filter's aspect ratio (square for a square model) and clipped to the frame.
+A ``crop`` layout (left, top, right, bottom in box units) places it instead: a
+filter bundle carries the layout of the faces it was trained on
+(``input.face_crop``), so the runtime feeds it faces framed the same way.
 """
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, List, Optional, Tuple
+from typing import Any, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from ..deps import import_cv2 as _import_cv2
 from ..errors import DependencyError, InputError, RegionError
 from ..log import get_logger
-from .base import Region, RegionFinder, expand_to_aspect
+from .base import Region, RegionFinder, check_face_crop, expand_to_aspect
 
 _log = get_logger(__name__)
 
@@ -38,7 +41,8 @@ class HaarFaces(RegionFinder):
 
     def __init__(self, margin: float = 0.25, chin: float = 0.15, aspect: float = 1.0,
                  detect_width: int = 640, min_size: int = 40, scale_factor: float = 1.2,
-                 min_neighbors: int = 4, cascade: Optional[str] = None) -> None:
+                 min_neighbors: int = 4, cascade: Optional[str] = None,
+                 crop: Optional[Sequence[float]] = None) -> None:
         cv2 = import_cv2()
         self.cv2 = cv2
         if cascade is None:
@@ -51,6 +55,7 @@ class HaarFaces(RegionFinder):
         if self.classifier.empty():
             raise RegionError(f"Haar cascade {cascade} could not be loaded; expected OpenCV's {HAAR_FILE}")
         self.margin, self.chin, self.aspect = float(margin), float(chin), float(aspect)
+        self.crop = check_face_crop(crop, "HaarFaces crop") if crop is not None else None
         self.detect_width, self.min_size = int(detect_width), int(min_size)
         self.scale_factor, self.min_neighbors = float(scale_factor), int(min_neighbors)
         self._grey: Optional[np.ndarray] = None
@@ -80,7 +85,7 @@ class HaarFaces(RegionFinder):
         out = []
         for (bx, by, bw, bh), wt in zip(np.asarray(boxes).reshape(-1, 4), np.asarray(weights).reshape(-1)):
             score = float(1.0 / (1.0 + np.exp(-float(wt))))
-            r = expand_to_aspect(bx / s, by / s, bw / s, bh / s, self.margin, self.chin, self.aspect, w, h)
+            r = expand_to_aspect(bx / s, by / s, bw / s, bh / s, self.margin, self.chin, self.aspect, w, h, self.crop)
             out.append(Region(r.x, r.y, r.w, r.h, score))
         return out
 

@@ -184,6 +184,29 @@ def _face_crop(ckpt: Mapping[str, Any]) -> Optional[Dict[str, Any]]:
     return layout
 
 
+def embed_face_crop(bundle_dir: Union[str, Path]) -> Optional[Dict[str, Any]]:
+    """Measure the face crop layout of a bundle's training data (its manifest's ``training`` section)
+    and write it into ``input.face_crop``; the network and maps stay byte-identical (an embedded
+    report stays valid). For bundles exported before layouts were measured."""
+    from .report import rewrite_manifest
+
+    found: Dict[str, Any] = {}
+
+    def put(manifest: Dict[str, Any], bundle: Any) -> None:
+        training = dict(manifest.get("training") or {})
+        training["data"] = {k: v for k, v in (training.get("data") or {}).items() if k != "face_crop"}
+        layout = _face_crop(training)
+        if layout is None:
+            raise InputError(f"filter bundle {bundle_dir}: no face crop layout could be measured: its training "
+                             f"data ({(training.get('config') or {}).get('data')}) is not here or holds no "
+                             f"faces the Haar finder finds; expected the data at the recorded root")
+        manifest["input"] = dict(manifest["input"], face_crop=jsonable(layout))
+        found.update(layout)
+
+    rewrite_manifest(bundle_dir, put, "writing the face crop layout")
+    return found
+
+
 def _input_hw(ckpt: Mapping[str, Any]) -> Tuple[int, int]:
     return int(ckpt["input"]["height"]), int(ckpt["input"]["width"])
 

@@ -8,7 +8,7 @@ from typing import Any, Dict
 
 HELP = "export a trained checkpoint to a filter bundle (ONNX + maps), or a bundle to a TensorRT engine"
 DESCRIPTION = """\
-Three uses:
+Four uses:
 
   privsdk export CHECKPOINT -o DIR [--name N] [--version V] [--report R] [--fp16] [--opset N] [--simplify]
       Write the filter bundle DIR (filter.onnx, norm.npz, filter.json). Every export
@@ -19,6 +19,12 @@ Three uses:
   privsdk export BUNDLE --report REPORT.json
       Embed a 'privsdk eval' report into an existing bundle; the report must be
       about this bundle's files (their SHA-256), and no other file changes.
+
+  privsdk export BUNDLE --face-crop
+      Measure where the bundle's training faces sit in the runtime's Haar face box
+      (reading the training data its manifest names) and write it as input.face_crop,
+      so Filter frames camera faces as the filter was trained. Exporting a checkpoint
+      does this by itself.
 
   privsdk export BUNDLE --format engine [--fp16 | --int8 --calib DIR | --precision P] [--max-batch N] [--workspace MB]
       Build a TensorRT 10 engine for this machine's GPU into the engine cache
@@ -40,6 +46,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--version", dest="bundle_version", default="1.0.0", metavar="V",
                         help="filter version in the manifest (default: %(default)s)")
     parser.add_argument("--description", default="", help="one-line description for the manifest")
+    parser.add_argument("--face-crop", action="store_true",
+                        help="for a bundle: measure where its training faces sit in the Haar face box (from the "
+                             "training data its manifest names) and write it, so the runtime frames faces alike")
     parser.add_argument("--report", metavar="EVAL_REPORT.json",
                         help="embed this 'privsdk eval' report under 'evaluation' (must match the bundle's files)")
     parser.add_argument("--format", choices=("bundle", "engine"), default="bundle",
@@ -96,6 +105,14 @@ def main(args: argparse.Namespace) -> int:
         return 0
     if args.int8 or args.calib or args.precision:
         raise InputError("--int8, --calib and --precision apply to '--format engine' only")
+    if _is_bundle(source) and args.face_crop:
+        from .bundle_export import embed_face_crop
+
+        layout = embed_face_crop(source)
+        print(f"face crop layout {layout['box']} ({layout['faces_found']} of {layout['faces_tried']} training faces) "
+              f"written into {source}")
+        if not args.report:
+            return 0
     if _is_bundle(source):
         if not args.report:
             raise InputError(f"{source} is a bundle: give --report REPORT.json to embed an evaluation, or "

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Dict, Mapping, Union
+from typing import Any, Callable, Dict, Mapping, Union
 
 from privsdk.bundle import MANIFEST, NORM, ONNX, load_bundle, write_bundle
 from privsdk.errors import BundleError, InputError
@@ -77,20 +77,32 @@ def check_report_matches(report: Mapping[str, Any], bundle_files: Mapping[str, s
 
 def embed_report(bundle_dir: Union[str, Path], report: Mapping[str, Any], source: str = "<report>") -> Path:
     """Write ``report`` under ``evaluation`` in the bundle's manifest; every other file stays byte-identical."""
+    def put(manifest: Dict[str, Any], bundle: Any) -> None:
+        check_report_matches(report, bundle.manifest["files"], source, str(bundle_dir))
+        manifest["evaluation"] = dict(report)
+
+    rewrite_manifest(bundle_dir, put, "embedding a report")
+    _log.info("embedded evaluation report %s into %s", source, bundle_dir)
+    return Path(bundle_dir)
+
+
+def rewrite_manifest(bundle_dir: Union[str, Path], change: Callable[[Dict[str, Any], Any], None], what: str) -> Path:
+    """Load and verify a bundle directory, let ``change(manifest, bundle)`` edit its manifest, write it back.
+
+    The network and maps stay byte-identical (their hashes are checked before and after).
+    """
     bundle_dir = Path(bundle_dir)
     if not bundle_dir.is_dir():
-        raise BundleError(f"filter bundle {bundle_dir}: embedding a report needs a bundle directory "
-                          "(unzip a .zip bundle first)")
+        raise BundleError(f"filter bundle {bundle_dir}: {what} needs a bundle directory (unzip a .zip bundle first)")
     bundle = load_bundle(bundle_dir)  # verifies every hash before anything is rewritten
-    check_report_matches(report, bundle.manifest["files"], source, str(bundle_dir))
     manifest = {k: v for k, v in bundle.manifest.items() if k != "files"}
-    manifest["evaluation"] = dict(report)
+    change(manifest, bundle)
     others = {name: data for name, data in bundle.files.items() if name != ONNX}
     # norm.npz is passed as bytes too, so write_bundle keeps it byte-identical rather than re-saving the maps
     write_bundle(bundle_dir, manifest, bundle.maps, onnx_bytes=bundle.files.get(ONNX), extra_files=others)
     after = load_bundle(bundle_dir).manifest["files"]
     if after != bundle.manifest["files"]:  # pragma: no cover - guards write_bundle's behaviour
-        raise BundleError(f"filter bundle {bundle_dir}: embedding the report changed file hashes "
+        raise BundleError(f"filter bundle {bundle_dir}: {what} changed file hashes "
                           f"{bundle.manifest['files']} → {after}")
-    _log.info("embedded evaluation report %s into %s", source, bundle_dir)
     return bundle_dir
+

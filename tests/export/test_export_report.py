@@ -114,3 +114,36 @@ def test_simplified_graph_kept_only_when_parity_holds(factor, applied, unet_expo
     if not applied:
         assert "disagree" in info["rejected"]  # and the unsimplified graph was kept
     assert result.manifest["export"]["checks"]["onnxruntime_vs_torch_max_abs"] <= 1e-4
+
+
+def test_face_crop_is_measured_on_the_training_data_a_bundle_names(unet_export, lfw_faces, tmp_path):
+    """'privsdk export BUNDLE --face-crop': reads the data named in the manifest, files stay byte-identical."""
+    cv2 = pytest.importorskip("cv2")
+    from privsdk.export.report import rewrite_manifest
+
+    for i, face in enumerate(lfw_faces[:40]):
+        folder = "positives/positives7" if i % 3 == 0 else "negatives/negatives7"
+        path = tmp_path / "faces/SMILEs" / folder / f"{i}.jpg"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(path), face)
+    bundle_dir = _copy(unet_export[2].directory, tmp_path)
+
+    def name_missing_data(manifest, bundle):
+        manifest["training"] = {"config": {"data": {"name": "smilesmiled", "root": str(tmp_path / "nowhere")}}}
+
+    rewrite_manifest(bundle_dir, name_missing_data, "test")
+    assert cli_main(["export", str(bundle_dir), "--face-crop"]) == 1  # the data is not there: said, nothing written
+    assert "face_crop" not in load_bundle(bundle_dir).manifest["input"]
+
+    def name_data(manifest, bundle):
+        manifest["training"] = {"config": {"data": {"name": "smilesmiled", "root": str(tmp_path / "faces"),
+                                                    "size": 25, "secret": "smile"}}}
+
+    rewrite_manifest(bundle_dir, name_data, "test")
+    before = {p.name: p.read_bytes() for p in bundle_dir.iterdir() if p.name != "filter.json"}
+    assert cli_main(["export", str(bundle_dir), "--face-crop"]) == 0
+    bundle = load_bundle(bundle_dir)
+    crop = bundle.manifest["input"]["face_crop"]
+    assert crop["detector"] == "haar" and crop["faces_found"] >= 10 and crop["faces_tried"] == 28  # the train split
+    np.testing.assert_allclose(crop["box"], [0.04, 0.02, 1.11, 1.09], atol=0.1)  # LFW crops: about the Haar box
+    assert {n: bundle.files[n] for n in before} == before

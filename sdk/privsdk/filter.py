@@ -182,7 +182,9 @@ class Filter:
         seed: a fixed noise seed -- for tests only; by default the noise is keyed from
             the OS entropy source so it cannot be replayed.
         hold: frames a lost face stays covered (temporal hold-over); ``hold_seconds`` overrides it.
-        margin: extra fraction of a detected face box added on each side.
+        margin: extra fraction of a detected face box added on each side. By default a bundle that
+            records how its training faces were framed (``input.face_crop``) gets faces framed the
+            same way by the Haar finder; otherwise the finder's margin (0.25, plus 0.15 below).
         max_batch: regions run through the network together.
         threads: intra-op threads of the backend (default: all cores).
         region_options: extra keywords for the face finder, e.g. ``{"detect_width": 320,

@@ -31,7 +31,8 @@ def add_common_arguments(parser: argparse.ArgumentParser, default_filter: Option
     parser.add_argument("--regions", default="faces",
                         help="faces | full | auto | yunet:MODEL.onnx | a plugin name (default: faces)")
     parser.add_argument("--hold", type=int, default=5, help="frames a lost face stays covered (default: 5)")
-    parser.add_argument("--margin", type=float, default=None, help="extra fraction of a face box on each side")
+    parser.add_argument("--margin", type=float, default=None, help="extra fraction of a face box on each side (default: frame faces as the filter's "
+                             "training faces were, when its bundle says; else 0.25)")
     parser.add_argument("--detect-width", type=int, default=None,
                         help="face detection runs on the frame scaled to this width (default: 640; 320 is faster but misses small faces)")
     parser.add_argument("--min-face", type=int, default=None,

@@ -169,14 +169,16 @@ class Trainer:
                                         "splits": splits_to_json(splits)}))
         return splits
 
-    def _face_crop(self, train_images: np.ndarray) -> Optional[Dict[str, Any]]:
+    def _face_crop(self, images: np.ndarray, train: np.ndarray) -> Optional[Dict[str, Any]]:
         """How the training faces sit in the runtime Haar finder's box (exported as ``input.face_crop``)."""
         if not self.is_main:
             return None
         from privsdk.regions.crop_layout import measure_face_crop
 
+        # a sample of the training faces (indexing them all would copy the whole set)
+        pick = np.sort(np.random.default_rng(self.cfg.data.split_seed).permutation(train)[:600])
         try:
-            layout = measure_face_crop(train_images, seed=self.cfg.data.split_seed)
+            layout = measure_face_crop(images[pick], seed=self.cfg.data.split_seed)
         except DependencyError as exc:  # OpenCV without the Haar cascades: the runtime default margin applies
             log.warning("face crop layout not measured: %s", exc)
             return None
@@ -337,7 +339,7 @@ class Trainer:
         data_meta = {"name": ds.name, "root": str(cfg.data.root), "size": size, "n_images": len(ds),
                      "splits": {k: len(v) for k, v in splits.items()}, "splits_file": "splits.json",
                      "secret_prior": [float(p) for p in prior], "secret_classes": k_secret,
-                     "face_crop": self._face_crop(ds.images[splits["train"]])}
+                     "face_crop": self._face_crop(ds.images, splits["train"])}
 
         def checkpoint(epoch: int, metrics: Dict[str, Any], with_resume: bool) -> Dict[str, Any]:
             resume_state = None

@@ -130,6 +130,13 @@ class Sanitizer {
     w_ = (int)fs["input"]["width"];
     kind_ = (std::string)fs["kind"];
     swap_rb_ = fs["input"]["colour_order"].empty() || (std::string)fs["input"]["colour_order"] == "RGB";
+    // Frame faces as the training faces were (input.face_crop, measured with this same Haar cascade).
+    cv::FileNode crop = fs["input"]["face_crop"];
+    if (!crop.empty() && (std::string)crop["detector"] == "haar" && crop["box"].size() == 4) {
+      for (int i = 0; i < 4; ++i) crop_[i] = (double)crop["box"][i];
+      if (!(crop_[0] < crop_[2] && crop_[1] < crop_[3]))
+        throw std::runtime_error(bundle + ": input.face_crop.box must be [left, top, right, bottom] with left < right");
+    }
     maps_ = read_npz(bundle + "/norm.npz", size_t(3) * h_ * w_);
     if (kind_ == "unet") {
       cv::FileNode onnx = fs["onnx"];
@@ -198,10 +205,11 @@ class Sanitizer {
   }
 
  private:
-  // Grow a Haar box to the whole face (forehead, chin), make it the model's aspect, clip it.
+  // Place the crop in the Haar box as the bundle says (default: margin 0.25, chin 0.15, as the
+  // Python runtime), make it the model's aspect, clip it.
   cv::Rect expand(const cv::Rect& r, cv::Size size) const {
-    double x0 = r.x - 0.25 * r.width, x1 = r.x + 1.25 * r.width;
-    double y0 = r.y - 0.25 * r.height, y1 = r.y + 1.40 * r.height;
+    double x0 = r.x + crop_[0] * r.width, x1 = r.x + crop_[2] * r.width;
+    double y0 = r.y + crop_[1] * r.height, y1 = r.y + crop_[3] * r.height;
     double cx = (x0 + x1) / 2, cy = (y0 + y1) / 2, bw = x1 - x0, bh = y1 - y0, aspect = double(w_) / h_;
     if (bw / bh < aspect) bw = bh * aspect; else bh = bw / aspect;
     cv::Rect box(int(cx - bw / 2 + 0.5), int(cy - bh / 2 + 0.5), int(bw + 0.5), int(bh + 0.5));
@@ -209,6 +217,7 @@ class Sanitizer {
   }
 
   bool full_;
+  double crop_[4] = {-0.25, -0.25, 1.25, 1.40};  // left, top, right, bottom in Haar-box units
   std::unique_ptr<privsdk::NoiseSource> rng_;
   int h_ = 0, w_ = 0;
   bool swap_rb_ = true;

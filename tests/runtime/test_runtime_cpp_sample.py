@@ -71,3 +71,24 @@ def test_cpp_sample_refuses_a_missing_bundle(sample, tmp_path):
     res = subprocess.run([str(sample), str(tmp_path / "nope"), "x.png", "y.png"], capture_output=True, text=True,
                          timeout=30)
     assert res.returncode == 1 and "cannot read" in res.stderr
+
+
+def test_cpp_sample_frames_faces_as_the_bundle_says(sample, tmp_path, astronaut_bgr):
+    """input.face_crop is read by the C++ sample too: it filters the same box as the Python runtime."""
+    from privsdk import Filter
+    from privsdk.bundle import write_bundle
+
+    m = tiny.manifest("tight-lite", "lite")
+    m["input"]["face_crop"] = {"detector": "haar", "box": [0.1, 0.2, 0.9, 1.0]}
+    bundle = write_bundle(tmp_path / "tight-lite", m, tiny.lite_maps())
+    src, out = tmp_path / "a.png", tmp_path / "tight.png"
+    cv2.imwrite(str(src), astronaut_bgr)
+    res = subprocess.run([str(sample), str(bundle), str(src), str(out)], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0 and "1 regions filtered" in res.stdout, res.stdout + res.stderr
+    ys, xs = np.nonzero(np.any(cv2.imread(str(out)) != astronaut_bgr, axis=-1))
+    f = Filter(bundle, regions="faces", hold=0, seed=0)
+    f.apply(astronaut_bgr)
+    (r,) = f.last_regions
+    assert abs(xs.min() - r.x) <= 2 and abs(xs.max() + 1 - (r.x + r.w)) <= 2
+    assert abs(ys.min() - r.y) <= 2 and abs(ys.max() + 1 - (r.y + r.h)) <= 2
+    assert r.w < 100, "the tight layout, not the default margin"

@@ -172,14 +172,19 @@ def _face_crop(ckpt: Mapping[str, Any]) -> Optional[Dict[str, Any]]:
     from privsdk.regions.crop_layout import measure_face_crop
     from privsdk.train.data import load_dataset, make_splits
 
-    faces = []
+    seed = int(cfg.get("split_seed", 0))
+    sets = []
     for name, root in roots:
         ds = load_dataset(name, root, int(cfg.get("size", 64)))
-        fractions = tuple(cfg.get("fractions", (0.7, 0.15, 0.15)))
-        train = make_splits(ds, stratify=cfg.get("secret", "smile"), fractions=fractions,
-                            seed=int(cfg.get("split_seed", 0)))["train"]
-        faces.append(ds.images[train])
-    layout = measure_face_crop(np.concatenate(faces), seed=int(cfg.get("split_seed", 0)))
+        train = make_splits(ds, stratify=cfg.get("secret", "smile"),
+                            fractions=tuple(cfg.get("fractions", (0.7, 0.15, 0.15))), seed=seed)["train"]
+        sets.append((ds, train))
+    # a sample of the training faces, each set in its share of training (a copy of all of them could be GBs)
+    total = sum(len(train) for _, train in sets)
+    rng = np.random.default_rng(seed)
+    faces = [ds.images[np.sort(rng.permutation(train)[:max(1, round(600 * len(train) / total))])]
+             for ds, train in sets]
+    layout = measure_face_crop(np.concatenate(faces), seed=seed)
     _log.info("face crop layout measured on the checkpoint's training data %s: %s", roots, layout)
     return layout
 

@@ -105,4 +105,3 @@ def rewrite_manifest(bundle_dir: Union[str, Path], change: Callable[[Dict[str, A
         raise BundleError(f"filter bundle {bundle_dir}: {what} changed file hashes "
                           f"{bundle.manifest['files']} → {after}")
     return bundle_dir
-

@@ -66,3 +66,18 @@ def test_bundled_filter_on_face_crops_draws_fresh_noise(name: str, lfw_faces: np
     assert not np.array_equal(a, face)
     if name == "emotion" or np.asarray(load_bundle(FILTERS_DIR / name).maps["sigma"]).max() > 0:
         assert not np.array_equal(a, b), "unseeded filters must not replay their noise"
+
+
+@pytest.mark.parametrize("name", BUNDLED)
+def test_bundled_filter_frames_faces_as_it_was_trained(name: str, astronaut_bgr: np.ndarray) -> None:
+    """The manifest says where the training faces sit in a Haar box; Filter crops camera faces that way."""
+    crop = load_bundle(FILTERS_DIR / name).manifest["input"].get("face_crop")
+    assert crop and crop["detector"] == "haar" and crop["faces_found"] >= 100, "measured on real training faces"
+    left, top, right, bottom = crop["box"]
+    assert 0.0 < left < 0.2 and 0.1 < top < 0.3 and 0.8 < right < 1.0 and 0.9 < bottom < 1.05  # SMILEsmileD-like
+    f = privsdk.Filter(name, regions="faces", hold=0, seed=0)
+    f.apply(astronaut_bgr)
+    loose = privsdk.Filter(name, regions="faces", hold=0, seed=0, margin=0.25)
+    loose.apply(astronaut_bgr)
+    (r,), (big,) = f.last_regions, loose.last_regions
+    assert r.w < 0.6 * big.w and big.x < r.x and r.x + r.w < big.x + big.w  # tighter, inside the old crop

@@ -122,6 +122,11 @@ def main(args: argparse.Namespace) -> int:
         embed_report(source, read_report(args.report), source=args.report)
         print(f"embedded {args.report} into {source}")
         return 0
+    if args.face_crop:
+        # A checkpoint export always writes the layout (the checkpoint's, or measured from its training data);
+        # accepting the flag here would suggest it changed something.
+        raise InputError("--face-crop applies to an existing bundle only: exporting a checkpoint already writes "
+                         "its face crop layout (stored by the trainer, or measured from the training data it names)")
     if not args.output:
         raise InputError("exporting a checkpoint needs -o DIR, the bundle directory to write")
     from .bundle_export import ExportOptions, export_checkpoint

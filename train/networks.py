@@ -113,11 +113,24 @@ class StochasticUNet(nn.Module):
             (a sigmoid output has to re-synthesize the whole face, which costs fidelity and identity everywhere).
             ``x01`` is recovered from the normalized input with the buffers ``input_mean`` / ``input_std``
             (the bundle's per-location maps; set them with :meth:`set_input_norm`).
+        lower_fill: the share of the crop's rows, from the bottom, that the network never sees: there the
+            normalized input is multiplied by 0, which is the per-location mean face of the training data
+            (the mouth and cheeks, where a smile is plainest, are replaced by the average face before any
+            layer reads them; the network may repaint them, and its adversary sees to it that what it paints
+            does not carry the secret). 0 turns it off.
+        lower_fill_feather: the height of the ramp, as a share of the rows, from "seen" to "filled" above
+            the filled rows (a hard edge would draw a line across every face).
     """
 
     def __init__(self, size: int = 64, in_channels: int = 3, base: int = 8, depth: int = 3,
-                 noise_channels: int = 8, norm: str = "perloc", extra_channels: int = 0, residual: bool = False):
+                 noise_channels: int = 8, norm: str = "perloc", extra_channels: int = 0, residual: bool = False,
+                 lower_fill: float = 0.0, lower_fill_feather: float = 0.1):
         super().__init__()
+        if not 0.0 <= lower_fill < 1.0:
+            raise InputError(f"lower_fill is {lower_fill}; expected a share of the rows in [0, 1)")
+        if not 0.0 <= lower_fill_feather <= 1.0 - lower_fill:
+            raise InputError(f"lower_fill_feather is {lower_fill_feather}; expected a share in "
+                             f"[0, {1.0 - lower_fill:g}] (the rows above the filled ones)")
         if norm not in NORMS:
             raise InputError(f"unknown normalization {norm!r}; expected one of {list(NORMS)}")
         if depth < 1 or size % (2 ** depth):
@@ -151,6 +164,9 @@ class StochasticUNet(nn.Module):
             nn.init.zeros_(self.head.bias)
             self.register_buffer("input_mean", torch.full((3, size, size), 0.5))
             self.register_buffer("input_std", torch.full((3, size, size), 0.25))
+        self.lower_fill = float(lower_fill)
+        if self.lower_fill > 0:
+            self.register_buffer("seen_rows", lower_fill_weights(size, self.lower_fill, float(lower_fill_feather)))
 
     def set_input_norm(self, mean: torch.Tensor, std: torch.Tensor) -> None:
         """The per-location maps the input was normalized with (``(x01 − mean) / std``); residual only."""
@@ -159,6 +175,10 @@ class StochasticUNet(nn.Module):
             self.input_std.copy_(torch.as_tensor(std).reshape(self.input_std.shape))
 
     def forward(self, image: torch.Tensor, noise: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
+        if self.lower_fill > 0:
+            # 0 in the normalized domain is the per-location mean face; the residual below then adds to the
+            # filled face, not to the original one.
+            image = image * self.seen_rows.to(image.dtype)
         x = image if extra is None else torch.cat([image, extra], dim=1)
         skips = []
         for block, pool in zip(self.down, self.pool):
@@ -172,6 +192,21 @@ class StochasticUNet(nn.Module):
             x01 = image * self.input_std + self.input_mean
             return torch.clamp(x01 + self.head(x).to(x01.dtype), 0.0, 1.0)
         return torch.sigmoid(self.head(x))
+
+
+def lower_fill_weights(size: int, share: float, feather: float) -> torch.Tensor:
+    """1×1×size×1 row weights: 1 where a row is seen, 0 in the bottom ``share`` of rows, a linear ramp between.
+
+    >>> lower_fill_weights(8, 0.25, 0.125).flatten().tolist()
+    [1.0, 1.0, 1.0, 1.0, 1.0, 0.5, 0.0, 0.0]
+    """
+    centre = (np.arange(size) + 0.5) / size            # row centres as shares of the height
+    start = 1.0 - share                                # the first filled share
+    if feather > 0:
+        w = np.clip((start - centre) / feather, 0.0, 1.0)
+    else:
+        w = (centre < start).astype(np.float64)
+    return torch.tensor(w, dtype=torch.float32).reshape(1, 1, size, 1)
 
 
 def _inv_softplus(y: float) -> float:

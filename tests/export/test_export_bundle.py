@@ -253,6 +253,41 @@ def test_residual_unet_bundle_keeps_what_it_does_not_change(tmp_path, astronaut_
                                atol=1e-5)
 
 
+def test_lower_fill_bundle_never_reads_the_filled_rows(tmp_path, astronaut_bgr):
+    """A U-Net with ``lower_fill`` exports with parity, and its output does not depend on the rows it fills."""
+    module, ckpt = tiny.make_checkpoint("unet", residual=True, lower_fill=0.25)
+    bundle = load_bundle(export_checkpoint(save_checkpoint(ckpt, tmp_path / "fill.pt"), tmp_path / "fill",
+                                           ExportOptions()).directory)
+    x = kernels.pre(astronaut_bgr, (220, 90, 16, 16), bundle.maps["scale"], bundle.maps["shift"], None)[None]
+    other = x.copy()
+    other[:, :, 12:] = np.random.default_rng(1).standard_normal(other[:, :, 12:].shape)  # the bottom 25%: 4 rows
+    ramp = x.copy()
+    ramp[:, :, 11] += 1.0  # the feather row above them is seen at half weight
+    noise = np.random.default_rng(0).standard_normal((1, 4, 4, 4)).astype(np.float32)
+    session = ort.InferenceSession(bundle.onnx_bytes, providers=["CPUExecutionProvider"])
+    y, y_other, y_ramp = (session.run(["filtered"], {"image": a, "noise": noise})[0] for a in (x, other, ramp))
+    with torch.no_grad():
+        want = module(torch.from_numpy(x), torch.from_numpy(noise)).numpy()
+    assert np.abs(y - want).max() <= 1e-4
+    np.testing.assert_array_equal(y, y_other)
+    assert np.abs(y - y_ramp).max() > 1e-3
+
+
+def test_lower_fill_is_checked():
+    from privsdk.train.networks import build_filter
+
+    for bad in ({"lower_fill": 1.0}, {"lower_fill": -0.1}, {"lower_fill": 0.5, "lower_fill_feather": 0.6}):
+        with pytest.raises(InputError, match="lower_fill"):
+            build_filter("unet", size=16, depth=2, **bad)
+
+
+def test_face_crop_flag_is_refused_for_a_checkpoint(tmp_path, unet_export):
+    """A checkpoint export always writes the layout it has; the bundle-only flag is refused, not ignored."""
+    path = save_checkpoint(unet_export[1], tmp_path / "best.pt")
+    assert cli_main(["export", str(path), "-o", str(tmp_path / "out"), "--face-crop"]) == 1
+    assert not (tmp_path / "out").exists()
+
+
 def test_face_crop_layout_travels_from_checkpoint_to_bundle(tmp_path, unet_export):
     """The trainer's measured layout of its faces reaches the manifest; without one the manifest has none."""
     assert "face_crop" not in unet_export[2].manifest["input"]  # the tiny checkpoint has no data to measure

@@ -113,11 +113,13 @@ class StochasticUNet(nn.Module):
             (a sigmoid output has to re-synthesize the whole face, which costs fidelity and identity everywhere).
             ``x01`` is recovered from the normalized input with the buffers ``input_mean`` / ``input_std``
             (the bundle's per-location maps; set them with :meth:`set_input_norm`).
-        lower_fill: the share of the crop's rows, from the bottom, that the network never sees: there the
-            normalized input is multiplied by 0, which is the per-location mean face of the training data
-            (the mouth and cheeks, where a smile is plainest, are replaced by the average face before any
-            layer reads them; the network may repaint them, and its adversary sees to it that what it paints
-            does not carry the secret). 0 turns it off.
+        lower_fill: the share of the crop's rows, from the bottom, that the network never sees (residual
+            only): the mouth and cheeks, where a smile is plainest, are replaced before any layer reads them
+            by the per-location mean face of the training data, shifted per channel by how far this face's
+            seen rows are from the mean face (so a dark or coloured face gets a dark or coloured mean mouth,
+            not a grey one, and the filled rows vary from face to face: the per-location normalization
+            divides by their spread, which must not be 0). The network may repaint them; its adversary sees
+            to it that what it paints does not carry the secret. 0 turns it off.
         lower_fill_feather: the height of the ramp, as a share of the rows, from "seen" to "filled" above
             the filled rows (a hard edge would draw a line across every face).
     """
@@ -166,6 +168,9 @@ class StochasticUNet(nn.Module):
             self.register_buffer("input_std", torch.full((3, size, size), 0.25))
         self.lower_fill = float(lower_fill)
         if self.lower_fill > 0:
+            if not self.residual:
+                raise InputError("lower_fill needs residual=True (the fill is made from the per-location maps "
+                                 "the residual U-Net keeps)")
             self.register_buffer("seen_rows", lower_fill_weights(size, self.lower_fill, float(lower_fill_feather)))
 
     def set_input_norm(self, mean: torch.Tensor, std: torch.Tensor) -> None:
@@ -174,11 +179,20 @@ class StochasticUNet(nn.Module):
             self.input_mean.copy_(torch.as_tensor(mean).reshape(self.input_mean.shape))
             self.input_std.copy_(torch.as_tensor(std).reshape(self.input_std.shape))
 
+    def _fill_lower(self, image: torch.Tensor) -> torch.Tensor:
+        """The normalized input with its bottom rows replaced by the mean face plus this face's colour offset.
+
+        The residual output then adds to the filled face, not to the original one.
+        """
+        seen = self.seen_rows.to(image.dtype)                                   # 1×1×H×1
+        std = self.input_std.to(image.dtype)
+        away = image * std                                                      # x01 − mean face
+        offset = (away * seen).sum(dim=(2, 3), keepdim=True) / (seen.sum() * image.shape[3])   # N×3×1×1
+        return image * seen + (1.0 - seen) * offset / std
+
     def forward(self, image: torch.Tensor, noise: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
         if self.lower_fill > 0:
-            # 0 in the normalized domain is the per-location mean face; the residual below then adds to the
-            # filled face, not to the original one.
-            image = image * self.seen_rows.to(image.dtype)
+            image = self._fill_lower(image)
         x = image if extra is None else torch.cat([image, extra], dim=1)
         skips = []
         for block, pool in zip(self.down, self.pool):

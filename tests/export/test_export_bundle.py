@@ -276,9 +276,10 @@ def test_lower_fill_bundle_never_reads_the_filled_rows(tmp_path, astronaut_bgr):
 def test_lower_fill_is_checked():
     from privsdk.train.networks import build_filter
 
-    for bad in ({"lower_fill": 1.0}, {"lower_fill": -0.1}, {"lower_fill": 0.5, "lower_fill_feather": 0.6}):
+    for bad in ({"lower_fill": 1.0}, {"lower_fill": -0.1}, {"lower_fill": 0.5, "lower_fill_feather": 0.6},
+                {"lower_fill": 0.5, "residual": False}):
         with pytest.raises(InputError, match="lower_fill"):
-            build_filter("unet", size=16, depth=2, **bad)
+            build_filter("unet", size=16, depth=2, **dict({"residual": True}, **bad))
 
 
 def test_face_crop_flag_is_refused_for_a_checkpoint(tmp_path, unet_export):

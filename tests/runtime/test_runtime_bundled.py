@@ -81,3 +81,20 @@ def test_bundled_filter_frames_faces_as_it_was_trained(name: str, astronaut_bgr:
     loose.apply(astronaut_bgr)
     (r,), (big,) = f.last_regions, loose.last_regions
     assert r.w < 0.6 * big.w and big.x < r.x and r.x + r.w < big.x + big.w  # tighter, inside the old crop
+
+
+def test_bundled_emotion_never_reads_the_lower_face(lfw_faces: np.ndarray) -> None:
+    """`emotion` fills the bottom half of its crop (the mouth) with the mean face before its network reads it:
+    two faces that differ only there come out identical, whatever their mouths showed."""
+    import cv2
+
+    fill = load_bundle(FILTERS_DIR / "emotion").manifest["architecture"]["arch"]["lower_fill"]
+    assert fill == 0.5
+    grey = [cv2.cvtColor(cv2.resize(face, (64, 64)), cv2.COLOR_GRAY2BGR) for face in lfw_faces[:2]]
+    mixed = grey[0].copy()
+    mixed[32:] = grey[1][32:]          # another person's mouth and chin
+    upper = grey[0].copy()
+    upper[12:20] = grey[1][12:20]      # another person's eyes: those the network does read
+    a, b, c = (privsdk.Filter("emotion", regions="full", seed=7).apply(x) for x in (grey[0], mixed, upper))
+    np.testing.assert_array_equal(a, b)
+    assert np.abs(a.astype(int) - c.astype(int)).mean() > 1.0

@@ -262,7 +262,7 @@ def test_lower_fill_bundle_never_reads_the_filled_rows(tmp_path, astronaut_bgr):
     other = x.copy()
     other[:, :, 12:] = np.random.default_rng(1).standard_normal(other[:, :, 12:].shape)  # the bottom 25%: 4 rows
     ramp = x.copy()
-    ramp[:, :, 11] += 1.0  # the feather row above them is seen at half weight
+    ramp[:, :, 11] += 1.0  # the feather row above them is seen, at a small weight (0.125)
     noise = np.random.default_rng(0).standard_normal((1, 4, 4, 4)).astype(np.float32)
     session = ort.InferenceSession(bundle.onnx_bytes, providers=["CPUExecutionProvider"])
     y, y_other, y_ramp = (session.run(["filtered"], {"image": a, "noise": noise})[0] for a in (x, other, ramp))

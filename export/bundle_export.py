@@ -169,7 +169,7 @@ def _face_crop(ckpt: Mapping[str, Any]) -> Optional[Dict[str, Any]]:
         _log.warning("the checkpoint has no face crop layout and its training data (%s) is not here: the bundle gets "
                      "none, so the runtime frames faces with its default margin", roots)
         return None
-    from privsdk.regions.crop_layout import measure_face_crop
+    from privsdk.regions.crop_layout import MAX_FACES, measure_face_crop
     from privsdk.train.data import load_dataset, make_splits
 
     seed = int(cfg.get("split_seed", 0))
@@ -182,7 +182,7 @@ def _face_crop(ckpt: Mapping[str, Any]) -> Optional[Dict[str, Any]]:
     # a sample of the training faces, each set in its share of training (a copy of all of them could be GBs)
     total = sum(len(train) for _, train in sets)
     rng = np.random.default_rng(seed)
-    faces = [ds.images[np.sort(rng.permutation(train)[:max(1, round(600 * len(train) / total))])]
+    faces = [ds.images[np.sort(rng.permutation(train)[:max(1, round(MAX_FACES * len(train) / total))])]
              for ds, train in sets]
     layout = measure_face_crop(np.concatenate(faces), seed=seed)
     _log.info("face crop layout measured on the checkpoint's training data %s: %s", roots, layout)

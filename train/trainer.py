@@ -173,10 +173,10 @@ class Trainer:
         """How the training faces sit in the runtime Haar finder's box (exported as ``input.face_crop``)."""
         if not self.is_main:
             return None
-        from privsdk.regions.crop_layout import measure_face_crop
+        from privsdk.regions.crop_layout import MAX_FACES, measure_face_crop
 
         # a sample of the training faces (indexing them all would copy the whole set)
-        pick = np.sort(np.random.default_rng(self.cfg.data.split_seed).permutation(train)[:600])
+        pick = np.sort(np.random.default_rng(self.cfg.data.split_seed).permutation(train)[:MAX_FACES])
         try:
             layout = measure_face_crop(images[pick], seed=self.cfg.data.split_seed)
         except DependencyError as exc:  # OpenCV without the Haar cascades: the runtime default margin applies

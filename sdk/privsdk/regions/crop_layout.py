@@ -28,9 +28,11 @@ _log = get_logger(__name__)
 
 #: fewer faces found than this, and no layout is claimed
 MIN_FACES = 10
+#: faces measured at most (callers sample this many from a split rather than copy all of it)
+MAX_FACES = 600
 
 
-def measure_face_crop(images: np.ndarray, max_faces: int = 600, seed: int = 0) -> Optional[Dict[str, Any]]:
+def measure_face_crop(images: np.ndarray, max_faces: int = MAX_FACES, seed: int = 0) -> Optional[Dict[str, Any]]:
     """The median face-crop layout of ``images`` in the runtime Haar finder's box units.
 
     Each crop is padded (replicated border) and enlarged so the detector sees a whole face,

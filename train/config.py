@@ -69,6 +69,9 @@ class LossConfig:
     # eps: MSE allowed in the band, weight}. A tight band over the eyes keeps what face descriptors read while the
     # image-wide budget leaves room where the secret is (mouth, cheeks): DESIGN "Keeping utility while training".
     region_budgets: List[Dict[str, Any]] = field(default_factory=list)
+    # Weight of 1 − SSIM(y, x) (the evaluation's SSIM, always on, unlike the budgets): under its budget an
+    # adversarial filter may change texture and colour for nothing; this makes every needless change cost.
+    ssim_weight: float = 0.0
     pose_weight: float = 0.0                   # weight of ‖pose(y) − pose(x)‖² (frozen pose regressor)
     pose_model: Optional[str] = None           # path of a saved pose regressor; None = trained in-run if labels exist
     identity_weight: float = 0.0               # weight of ‖d(y) − d(x)‖² (frozen face descriptor)
@@ -130,6 +133,8 @@ class RunConfig:
             raise InputError(f"train.lr_schedule is {self.train.lr_schedule!r}; expected 'cosine' or 'constant'")
         if self.data.secret in self.data.utility:
             raise InputError(f"data.secret {self.data.secret!r} is also in data.utility; expected distinct labels")
+        if not self.losses.ssim_weight >= 0:
+            raise InputError(f"losses.ssim_weight is {self.losses.ssim_weight}; expected a weight >= 0")
         self.losses.region_budgets = [_check_region_budget(i, b) for i, b in enumerate(self.losses.region_budgets)]
         self.data.also = [_check_extra_set(i, e) for i, e in enumerate(self.data.also or [])]
         return self

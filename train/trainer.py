@@ -46,7 +46,7 @@ from .data import FaceSet, join_datasets, load_dataset, make_splits, splits_from
 from .frozen import (class_prior, evaluate_model, load_descriptor, load_frozen, save_frozen, to_x01,
                      train_clean_model)
 from .losses import (balanced_accuracy, distortion_penalty, distortion_per_image, psnr, region_distortion_penalty,
-                     roc_auc)
+                     roc_auc, ssim_penalty)
 from .methods import Batch, FrozenModel, MethodContext, build_method
 from .networks import build_filter
 from .runlog import RunLog
@@ -390,6 +390,10 @@ class Trainer:
                     region_loss = region_distortion_penalty(y, x, cfg.losses.region_budgets)
                     loss = loss + region_loss
                     logs["region_penalty"] = float(region_loss.detach())
+                if cfg.losses.ssim_weight > 0:
+                    ssim_loss = ssim_penalty(y, x, cfg.losses.ssim_weight)
+                    loss = loss + ssim_loss
+                    logs["ssim_penalty"] = float(ssim_loss.detach())
                 logs["mse"] = float(distortion_per_image(y.detach(), x).mean())
                 if frozen["pose"] is not None:
                     with torch.no_grad():

@@ -140,3 +140,34 @@ def test_region_budget_penalizes_only_its_band():
     assert float(y.grad[:, :, :10].abs().min()) > 0 and float(y.grad[:, :, 10:].abs().max()) == 0.0
     # within its budget the band costs nothing
     assert float(region_distortion_penalty(z, x, [{"rows": [0.0, 0.5], "eps": 0.02, "weight": 1e4}])) == 0.0
+
+
+def test_ssim_term_is_the_evaluations_ssim_and_pays_for_change(lfw_faces):
+    from skimage.metrics import structural_similarity
+
+    from privsdk.train.eval.metrics import image_fidelity
+    from privsdk.train.losses import ssim_penalty, ssim_per_image
+
+    faces = np.repeat(lfw_faces[:6, :, :, None], 3, axis=3)                       # real 25×25 faces, RGB
+    rng = np.random.default_rng(0)
+    blurred = np.stack([np.clip(f.astype(float) + rng.normal(0, 20, f.shape), 0, 255) for f in faces]).astype(np.uint8)
+    to_t = lambda a: torch.tensor(a).permute(0, 3, 1, 2).float() / 255.0
+    ours = ssim_per_image(to_t(blurred), to_t(faces)).numpy()
+    ref = [structural_similarity(a, b, channel_axis=2, data_range=255, win_size=7) for a, b in zip(faces, blurred)]
+    # scikit-image divides the window's covariances by n − 1, pytorch_msssim by n: ~4e-4 apart here
+    np.testing.assert_allclose(ours, ref, atol=1e-3)
+    assert float(ours.mean()) == pytest.approx(image_fidelity(faces, blurred)["ssim"], abs=1e-3)
+    # a 5×5 image takes the largest odd window that fits, as the evaluation does
+    small = to_t(faces[:, :5, :5])
+    assert ssim_per_image(small, small).tolist() == pytest.approx([1.0] * 6)
+
+    x = to_t(faces)
+    assert float(ssim_penalty(x, x, 2.0)) == pytest.approx(0.0, abs=1e-6)
+    assert float(ssim_penalty(to_t(blurred), x, 0.0)) == 0.0
+    y = to_t(blurred).requires_grad_(True)
+    penalty = ssim_penalty(y, x, 2.0)
+    assert float(penalty) == pytest.approx(2.0 * (1.0 - float(np.mean(ref))), abs=1e-3)
+    penalty.backward()
+    # the gradient points back towards the original: a small step along it raises the SSIM
+    stepped = (y - 0.05 * y.grad / y.grad.abs().max()).detach()
+    assert float(ssim_per_image(stepped, x).mean()) > float(np.mean(ref))

@@ -102,6 +102,9 @@ def test_config_file_overrides_and_round_trip(tmp_path):
                 "[{rows: [0, 0.5], eps: -1}]", "[{rows: [0, 0.5], eps: 0.01, budget: 2}]", "[0.5]"):
         with pytest.raises(InputError, match=r"losses.region_budgets\[0\]"):
             load_config(None, [f"losses.region_budgets={bad}"])
+    assert load_config(None, ["losses.ssim_weight=2"]).losses.ssim_weight == 2.0
+    with pytest.raises(InputError, match="losses.ssim_weight is -1.0; expected a weight >= 0"):
+        load_config(None, ["losses.ssim_weight=-1.0"])
     also = load_config(None, ["data.also=[{name: genki4k, root: ../shared/data/GENKI4K}]"]).data.also
     assert also == [{"name": "genki4k", "root": "../shared/data/GENKI4K"}]
     for bad in ("[{name: imagenet, root: x}]", "[{name: genki4k}]", "[genki4k]", "[{name: genki4k, root: x, w: 1}]"):
@@ -147,11 +150,12 @@ def test_pose_and_identity_terms_with_frozen_models(faceset, tmp_path):
     cfg = _cfg(1, kind="lite", method="aioi",
                extra=["losses.pose_weight=1.0", "losses.identity_weight=1.0",
                       f"losses.identity_model={tmp_path / 'descriptor.pt2'}", "data.utility=[yaw]",
-                      "losses.region_budgets=[{rows: [0, 0.4], eps: 0.0}]"])
+                      "losses.region_budgets=[{rows: [0, 0.4], eps: 0.0}]", "losses.ssim_weight=1.0"])
     path = Trainer(cfg, tmp_path / "pose", dataset=ds).run()
     assert (tmp_path / "pose/pose.pt").is_file() and (tmp_path / "pose/utility_yaw.pt").is_file()
     header = (tmp_path / "pose/log.csv").read_text().splitlines()[0]
-    for col in ("train_pose_mse", "train_identity_dist2", "train_region_penalty", "val_pose_change_mae",
+    for col in ("train_pose_mse", "train_identity_dist2", "train_region_penalty", "train_ssim_penalty",
+                "val_pose_change_mae",
                 "val_utility_yaw_mae"):
         assert col in header, col
     assert torch.load(path, weights_only=False)["utility"] == ["yaw", "pose", "identity"]

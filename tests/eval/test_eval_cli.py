@@ -109,6 +109,18 @@ def test_cli_merge_joins_runs_on_the_same_data(csv_set, tmp_path, capsys):
 
     with pytest.raises(InputError, match="in both"):
         _merge_args(tmp_path / "a", tmp_path / "a", tmp_path)
+    # --replace: a filter measured again keeps the later run's numbers, and the merged report says so
+    assert main(["-q", "eval", "--filter", "full_mask:1", "--filter", "identity", *common, "--seed", "1",
+                 "--out", str(tmp_path / "a2")]) == 0
+    assert main(["-q", "eval", "merge", "--report", str(tmp_path / "a"), "--report", str(tmp_path / "b"),
+                 "--report", str(tmp_path / "a2"), "--replace", "--out", str(tmp_path / "replaced")]) == 0
+    replaced = read_report(tmp_path / "replaced")
+    by_name = {r["filter"]["name"]: r for r in replaced["results"]}
+    assert sorted(by_name) == ["full_mask:1", "identity", "lite:v1"] and len(replaced["results"]) == 3
+    first, again = read_report(tmp_path / "a")["results"][0], read_report(tmp_path / "a2")["results"][0]
+    assert first != again and by_name["full_mask:1"] == again  # (timings at least differ between the runs)
+    assert replaced["merged_from"][0]["replaced"] == ["full_mask:1"]
+    assert "replaced" not in replaced["merged_from"][2]
     # the same run twice is fine once one copy is renamed; a rename that matches nothing is refused
     assert main(["-q", "eval", "merge", "--report", str(tmp_path / "a"), "--report", str(tmp_path / "b"),
                  "--rename", "lite:v1=emotion-lite (bundled)", "--out", str(tmp_path / "renamed")]) == 0

@@ -57,6 +57,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="merge mode: a report.json (or its folder) from `privsdk eval` (repeatable)")
     parser.add_argument("--rename", action="append", default=[], type=_old_new, metavar="OLD=NEW",
                         help="merge mode: show filter OLD as NEW in the merged report and plot (repeatable)")
+    parser.add_argument("--replace", action="store_true",
+                        help="merge mode: a filter found in several reports keeps the later report's result "
+                             "(a re-measurement) instead of being refused")
     parser.add_argument("--filter", "-f", action="append", default=[], metavar="FILTER",
                         help="filter to evaluate (repeatable): checkpoint .pt, bundle dir/.zip, or KIND[:STRENGTH]")
     parser.add_argument("--baselines", nargs="?", const="all", default=None, metavar="KINDS",
@@ -153,7 +156,7 @@ def _run_merge(args: argparse.Namespace) -> int:
     if len(args.report) < 2:
         raise InputError("privsdk eval merge: expected at least two --report REPORT (report.json or its folder)")
     merged = merge_reports([read_report(p) for p in args.report], sources=[str(p) for p in args.report],
-                           rename=dict(args.rename))
+                           rename=dict(args.rename), replace=args.replace)
     path = write_report(merged, args.out)
     png = plot_tradeoff(merged, args.out / "tradeoff.png", utility=args.utility_axis)
     print(summary_table(merged))

@@ -24,11 +24,14 @@ DATA_KEYS = ("name", "secret", "image_size", "sizes", "split", "subset")
 
 
 def merge_reports(reports: Sequence[Dict[str, Any]], sources: Sequence[str] = (),
-                  rename: Optional[Mapping[str, str]] = None) -> Dict[str, Any]:
+                  rename: Optional[Mapping[str, str]] = None, replace: bool = False) -> Dict[str, Any]:
     """One report holding the results of ``reports`` (same data and split; filter names unique).
 
     ``rename`` maps a filter name in the reports to the name it gets in the merged one
     (e.g. a run's ``residual:eye band`` shown as the bundle it became); every key must match a filter.
+    ``replace``: a filter found in several reports keeps the later report's result (a re-measurement,
+    e.g. a baseline evaluated again with more attackers) where it would otherwise be refused; the
+    merged report lists what was replaced under ``merged_from[i]["replaced"]``.
     """
     rename = dict(rename or {})
     if len(reports) < 2:
@@ -44,6 +47,7 @@ def merge_reports(reports: Sequence[Dict[str, Any]], sources: Sequence[str] = ()
                                  f"{sources[0]}); expected the same --data, --split-seed, --limit and --size")
     seen: Dict[str, str] = {}
     results: List[Dict[str, Any]] = []
+    replaced: Dict[str, List[str]] = {}
     unused = dict(rename)
     for rep, src in zip(reports, sources):
         for r in rep["results"]:
@@ -55,8 +59,12 @@ def merge_reports(reports: Sequence[Dict[str, Any]], sources: Sequence[str] = ()
                 r["filter"]["renamed_from"] = name
                 name = rename[name]
             if name in seen:
-                raise InputError(f"merging reports: filter {name!r} is in both {seen[name]} and {src}; "
-                                 "expected each filter once (name them with --filter NAME=PATH)")
+                if not replace:
+                    raise InputError(f"merging reports: filter {name!r} is in both {seen[name]} and {src}; "
+                                     "expected each filter once (name them with --filter NAME=PATH, "
+                                     "or --replace to keep the later measurement)")
+                results = [old for old in results if old["filter"]["name"] != name]
+                replaced.setdefault(seen[name], []).append(name)
             seen[name] = src
             results.append(r)
     if unused:
@@ -72,7 +80,8 @@ def merge_reports(reports: Sequence[Dict[str, Any]], sources: Sequence[str] = ()
                   merged_from=[{"source": src, "created": rep.get("created"),
                                 "settings": rep.get("protocol", {}).get("settings"),
                                 "filters": [r["filter"]["name"] for r in rep["results"]],
-                                "clean_worst_attacker": rep.get("clean", {}).get("worst_attacker")}
+                                "clean_worst_attacker": rep.get("clean", {}).get("worst_attacker"),
+                                **({"replaced": replaced[src]} if src in replaced else {})}
                                for rep, src in zip(reports, sources)])
     from .report import headline
 

@@ -50,7 +50,10 @@ def plot_tradeoff(report: Dict[str, Any], path: Union[str, Path], utility: str =
 
     results = report.get("results", [])
     has_bounds = "bounds" in report and any("tradeoff_nats" in r for r in results)
-    fig, axes = plt.subplots(1, 2 if has_bounds else 1, figsize=(12 if has_bounds else 6.5, 5), squeeze=False)
+    # a merged report's many curves get their legend beside the plot, where it hides no point
+    many = len({r["filter"]["name"].partition(":")[0] for r in results}) > 8
+    width = (12 if has_bounds else 6.5) + (2.5 if many else 0.0)
+    fig, axes = plt.subplots(1, 2 if has_bounds else 1, figsize=(width, 5), squeeze=False)
     ax = axes[0][0]
     curves: Dict[str, List[Tuple[float, float, str]]] = defaultdict(list)
     for r in results:
@@ -82,7 +85,10 @@ def plot_tradeoff(report: Dict[str, Any], path: Union[str, Path], utility: str =
     ax.set_ylabel(UTILITY_AXES[utility][0])
     ax.set_title(f"{report.get('data', {}).get('name', '')}: secret '{report.get('data', {}).get('secret', '')}'")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="best")
+    if many:
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
+    else:
+        ax.legend(fontsize=7, loc="best")
     if has_bounds:
         b = report["bounds"]
         bx = axes[0][1]

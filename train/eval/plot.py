@@ -65,14 +65,19 @@ def plot_tradeoff(report: Dict[str, Any], path: Union[str, Path], utility: str =
         # "FAMILY:LABEL" names one point of a curve: baselines over strength, filters over a budget
         key, _, label = f["name"].partition(":")
         curves[key].append((x, y, label if f.get("strength") is None else f"{f['strength']:g}"))
-    # one colour per curve: matplotlib's default cycle repeats after 10, and merged reports hold more
-    palette = plt.get_cmap("tab10" if len(curves) <= 10 else "tab20")
+    # one colour per curve: matplotlib's default cycle repeats after 10, and merged reports hold more.
+    # tab20 pairs a dark and a light shade of each hue; the dark ten come first so neighbours differ in hue
+    palette = plt.get_cmap("tab20")
+
+    def colour(i: int):
+        return palette((2 * i) % 20 + ((2 * i) // 20) % 2)
+
     for i, (key, pts) in enumerate(curves.items()):
         pts.sort(key=lambda p: p[0])
         xs, ys = [p[0] for p in pts], [p[1] for p in pts]
         is_filter = all(r["filter"]["kind"] != "baseline" for r in results if r["filter"]["name"].split(":")[0] == key)
         ax.plot(xs, ys, marker="*" if is_filter else "o", markersize=12 if is_filter else 5,
-                linestyle="-" if len(pts) > 1 else "none", label=key, color=palette(i % palette.N))
+                linestyle="-" if len(pts) > 1 else "none", label=key, color=colour(i))
         for x, y, lab in pts:
             if lab:
                 ax.annotate(lab, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")

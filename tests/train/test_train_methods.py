@@ -150,21 +150,21 @@ def test_ssim_term_is_the_evaluations_ssim_and_pays_for_change(lfw_faces):
 
     faces = np.repeat(lfw_faces[:6, :, :, None], 3, axis=3)                       # real 25×25 faces, RGB
     rng = np.random.default_rng(0)
-    blurred = np.stack([np.clip(f.astype(float) + rng.normal(0, 20, f.shape), 0, 255) for f in faces]).astype(np.uint8)
+    noisy = np.stack([np.clip(f.astype(float) + rng.normal(0, 20, f.shape), 0, 255) for f in faces]).astype(np.uint8)
     to_t = lambda a: torch.tensor(a).permute(0, 3, 1, 2).float() / 255.0
-    ours = ssim_per_image(to_t(blurred), to_t(faces)).numpy()
-    ref = [structural_similarity(a, b, channel_axis=2, data_range=255, win_size=7) for a, b in zip(faces, blurred)]
+    ours = ssim_per_image(to_t(noisy), to_t(faces)).numpy()
+    ref = [structural_similarity(a, b, channel_axis=2, data_range=255, win_size=7) for a, b in zip(faces, noisy)]
     # scikit-image divides the window's covariances by n − 1, pytorch_msssim by n: ~4e-4 apart here
     np.testing.assert_allclose(ours, ref, atol=1e-3)
-    assert float(ours.mean()) == pytest.approx(image_fidelity(faces, blurred)["ssim"], abs=1e-3)
+    assert float(ours.mean()) == pytest.approx(image_fidelity(faces, noisy)["ssim"], abs=1e-3)
     # a 5×5 image takes the largest odd window that fits, as the evaluation does
     small = to_t(faces[:, :5, :5])
     assert ssim_per_image(small, small).tolist() == pytest.approx([1.0] * 6)
 
     x = to_t(faces)
     assert float(ssim_penalty(x, x, 2.0)) == pytest.approx(0.0, abs=1e-6)
-    assert float(ssim_penalty(to_t(blurred), x, 0.0)) == 0.0
-    y = to_t(blurred).requires_grad_(True)
+    assert float(ssim_penalty(to_t(noisy), x, 0.0)) == 0.0
+    y = to_t(noisy).requires_grad_(True)
     penalty = ssim_penalty(y, x, 2.0)
     assert float(penalty) == pytest.approx(2.0 * (1.0 - float(np.mean(ref))), abs=1e-3)
     penalty.backward()

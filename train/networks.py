@@ -122,11 +122,20 @@ class StochasticUNet(nn.Module):
             to it that what it paints does not carry the secret. 0 turns it off.
         lower_fill_feather: the height of the ramp, as a share of the rows, from "seen" to "filled" above
             the filled rows (a hard edge would draw a line across every face).
+        lower_fill_rank: 0 fills with the mean face; ``r > 0`` adds a lower face *predicted from the seen
+            rows* (their brightness pattern, through ``r`` principal components and a least-squares fit, see
+            :meth:`fit_lower_fill`): the chin, jaw and shading follow this face's pose, build and light, so
+            the fill keeps more of the person, while the mouth painted is class ``lower_fill_class``'s. The
+            fill is still a function of the seen rows alone, so it adds nothing about the secret that those
+            rows do not already show.
+        lower_fill_class: the secret class whose lower face the predicted fill paints (for ``smile``, 0:
+            not smiling), so a model that was never retrained reads every face as that class.
     """
 
     def __init__(self, size: int = 64, in_channels: int = 3, base: int = 8, depth: int = 3,
                  noise_channels: int = 8, norm: str = "perloc", extra_channels: int = 0, residual: bool = False,
-                 lower_fill: float = 0.0, lower_fill_feather: float = 0.1):
+                 lower_fill: float = 0.0, lower_fill_feather: float = 0.1, lower_fill_rank: int = 0,
+                 lower_fill_class: int = 0):
         super().__init__()
         if not 0.0 <= lower_fill < 1.0:
             raise InputError(f"lower_fill is {lower_fill}; expected a share of the rows in [0, 1)")
@@ -172,6 +181,20 @@ class StochasticUNet(nn.Module):
                 raise InputError("lower_fill needs residual=True (the fill is made from the per-location maps "
                                  "the residual U-Net keeps)")
             self.register_buffer("seen_rows", lower_fill_weights(size, self.lower_fill, float(lower_fill_feather)))
+        if lower_fill_rank < 0 or lower_fill_class < 0:
+            raise InputError(f"lower_fill_rank is {lower_fill_rank} and lower_fill_class {lower_fill_class}; "
+                             "expected integers >= 0")
+        if lower_fill_rank and not self.lower_fill:
+            raise InputError(f"lower_fill_rank is {lower_fill_rank} but lower_fill is 0; expected a share of "
+                             "rows to fill before a predicted fill")
+        self.lower_fill_rank, self.lower_fill_class = int(lower_fill_rank), int(lower_fill_class)
+        if self.lower_fill_rank:
+            pixels = size * size
+            # until fit_lower_fill runs, the prediction is 0: the plain mean-face fill
+            self.register_buffer("fill_seen_mean", torch.zeros(pixels))
+            self.register_buffer("fill_basis", torch.zeros(pixels, self.lower_fill_rank))
+            self.register_buffer("fill_coef", torch.zeros(self.lower_fill_rank, pixels))
+            self.register_buffer("fill_bias", torch.zeros(pixels))
 
     def set_input_norm(self, mean: torch.Tensor, std: torch.Tensor) -> None:
         """The per-location maps the input was normalized with (``(x01 − mean) / std``); residual only."""
@@ -188,7 +211,75 @@ class StochasticUNet(nn.Module):
         std = self.input_std.to(image.dtype)
         away = image * std                                                      # x01 − mean face
         offset = (away * seen).sum(dim=(2, 3), keepdim=True) / (seen.sum() * image.shape[3])   # N×3×1×1
-        return image * seen + (1.0 - seen) * offset / std
+        fill = offset
+        if self.lower_fill_rank:
+            fill = offset + self._predicted_fill(away - offset, seen)
+        return image * seen + (1.0 - seen) * fill / std
+
+    def _predicted_fill(self, shape: torch.Tensor, seen: torch.Tensor) -> torch.Tensor:
+        """N×1×H×W: the lower face's brightness (away from the mean face) predicted from the seen rows'."""
+        n, _, h, w = shape.shape
+        seen_brightness = (shape.mean(dim=1, keepdim=True) * seen).reshape(n, h * w)
+        codes = (seen_brightness - self.fill_seen_mean) @ self.fill_basis
+        return (codes @ self.fill_coef + self.fill_bias).reshape(n, 1, h, w)
+
+    @torch.no_grad()
+    def fit_lower_fill(self, images01: torch.Tensor, secret: torch.Tensor, ridge: float = 1e-3,
+                       chunk: int = 1024) -> Dict[str, float]:
+        """Fit the predicted fill (``lower_fill_rank > 0``) on training faces; call after :meth:`set_input_norm`.
+
+        The seen rows' brightness (this face's colour offset removed, as in the fill) is reduced to
+        ``lower_fill_rank`` principal components; the whole face's brightness is then regressed on those
+        components *and* the secret's one-hot class (ridge ``ridge`` × the mean component variance), so the
+        secret's own effect goes to its class columns and the components keep only what varies within a
+        class (pose, build, light). The fill paints class ``lower_fill_class``.
+
+        Args:
+            images01: N×3×H×W training faces, float in [0, 1] or uint8 (the training split only: test
+                faces stay unseen).
+            secret: N secret class indices.
+        Returns:
+            ``{"explained": share of the filled rows' brightness variance the fit explains on these faces}``.
+        """
+        if not self.lower_fill_rank:
+            raise InputError("fit_lower_fill needs lower_fill_rank > 0")
+        n, _, h, w = images01.shape
+        classes = int(secret.max()) + 1
+        if not 0 <= self.lower_fill_class < classes or n < self.lower_fill_rank + classes:
+            raise InputError(f"fit_lower_fill got {n} faces of {classes} secret classes for lower_fill_class "
+                             f"{self.lower_fill_class} and rank {self.lower_fill_rank}; expected that class "
+                             "present and more faces than rank + classes")
+        seen = self.seen_rows.to(torch.float64)
+        seen_parts, whole_parts = [], []
+        for start in range(0, n, chunk):
+            part = images01[start:start + chunk].to(torch.float64)
+            if images01.dtype == torch.uint8:
+                part = part / 255.0
+            away = part - self.input_mean.to(torch.float64)
+            offset = (away * seen).sum(dim=(2, 3), keepdim=True) / (seen.sum() * w)
+            brightness = (away - offset).mean(dim=1, keepdim=True)
+            whole_parts.append(brightness.reshape(-1, h * w))
+            seen_parts.append((brightness * seen).reshape(-1, h * w))
+        seen_b, whole_b = torch.cat(seen_parts), torch.cat(whole_parts)
+        seen_mean = seen_b.mean(dim=0)
+        centred = seen_b - seen_mean
+        eigval, eigvec = torch.linalg.eigh(centred.T @ centred / n)
+        basis = eigvec[:, -self.lower_fill_rank:].flip(1)                        # pixels × rank, largest first
+        codes = centred @ basis
+        design = torch.cat([codes, F.one_hot(secret.long().to(codes.device), classes).to(codes)], dim=1)
+        gram = design.T @ design
+        penalty = ridge * float(codes.var(dim=0).mean()) * n
+        gram[:self.lower_fill_rank, :self.lower_fill_rank] += penalty * torch.eye(self.lower_fill_rank, dtype=gram.dtype)
+        solution = torch.linalg.solve(gram, design.T @ whole_b)                  # (rank + classes) × pixels
+        coef, class_rows = solution[:self.lower_fill_rank], solution[self.lower_fill_rank:]
+        filled = (1.0 - seen).expand(1, 1, h, w).reshape(1, h * w)
+        residual = ((whole_b - design @ solution) * filled).pow(2).sum()
+        total = ((whole_b - whole_b.mean(dim=0)) * filled).pow(2).sum()
+        self.fill_seen_mean.copy_(seen_mean.to(self.fill_seen_mean))
+        self.fill_basis.copy_(basis.to(self.fill_basis))
+        self.fill_coef.copy_(coef.to(self.fill_coef))
+        self.fill_bias.copy_(class_rows[self.lower_fill_class].to(self.fill_bias))
+        return {"explained": float(1.0 - residual / total)}
 
     def forward(self, image: torch.Tensor, noise: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
         if self.lower_fill > 0:

@@ -292,6 +292,12 @@ class Trainer:
         flt = build_filter(cfg.filter.kind, **arch).to(device)
         if hasattr(flt, "set_input_norm"):
             flt.set_input_norm(mean_t, std_t)
+        if getattr(flt, "lower_fill_rank", 0):
+            # a closed-form fit on the training faces (a resumed run loads the same buffers below)
+            train_idx = torch.from_numpy(splits["train"]).to(device)
+            fit = flt.fit_lower_fill(images[train_idx].permute(0, 3, 1, 2), labels[cfg.data.secret][train_idx])
+            log.info("predicted lower fill (rank %d): explains %.1f%% of the filled rows' brightness variance",
+                     flt.lower_fill_rank, 100 * fit["explained"])
         ctx = MethodContext(device=device, size=size, num_secret_classes=k_secret,
                             secret_prior=torch.from_numpy(prior).to(device), utility=frozen["utility"],
                             fixed_secret=frozen["fixed_secret"], estimator_width=t.estimator_width,

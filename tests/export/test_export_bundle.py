@@ -253,9 +253,12 @@ def test_residual_unet_bundle_keeps_what_it_does_not_change(tmp_path, astronaut_
                                atol=1e-5)
 
 
-def test_lower_fill_bundle_never_reads_the_filled_rows(tmp_path, astronaut_bgr):
+@pytest.mark.parametrize("rank", [0, 3], ids=["mean-face fill", "predicted fill"])
+def test_lower_fill_bundle_never_reads_the_filled_rows(tmp_path, astronaut_bgr, rank):
     """A U-Net with ``lower_fill`` exports with parity, and its output does not depend on the rows it fills."""
-    module, ckpt = tiny.make_checkpoint("unet", residual=True, lower_fill=0.25)
+    module, ckpt = tiny.make_checkpoint("unet", residual=True, lower_fill=0.25, lower_fill_rank=rank)
+    if rank:
+        assert module.fill_coef.abs().max() > 0
     bundle = load_bundle(export_checkpoint(save_checkpoint(ckpt, tmp_path / "fill.pt"), tmp_path / "fill",
                                            ExportOptions()).directory)
     x = kernels.pre(astronaut_bgr, (220, 90, 16, 16), bundle.maps["scale"], bundle.maps["shift"], None)[None]

@@ -194,3 +194,53 @@ def test_residual_unet_starts_as_the_identity_and_learns_a_change():
     assert float(y[:, :, :4].mean()) < float(x01[:, :, :4].mean()) - 0.05 and 0.0 <= float(y.min())
     with pytest.raises(InputError, match="3 input channels"):
         build_filter("unet", size=16, in_channels=4, residual=True)
+
+
+def _faces_with_a_known_lower_half(n: int = 400, size: int = 16, seed: int = 0):
+    """Faces whose bottom half is a known linear function of the top half plus a shift for secret class 1."""
+    g = torch.Generator().manual_seed(seed)
+    base = torch.rand(3, size, size, generator=g) * 0.3 + 0.35
+    latent = torch.randn(n, 4, generator=g)
+    to_top = torch.randn(4, size * size, generator=g) * 0.05
+    to_bottom = torch.randn(4, size * size, generator=g) * 0.05
+    secret = torch.arange(n) % 2
+    smile = torch.randn(size * size, generator=g) * 0.1
+    rows = torch.arange(size).reshape(1, 1, size, 1)
+    top = (latent @ to_top).reshape(n, 1, size, size)
+    bottom = ((latent @ to_bottom) + secret[:, None] * smile).reshape(n, 1, size, size)
+    colour = torch.randn(n, 3, 1, 1, generator=g) * 0.03  # a per-face colour cast: the fill's own offset
+    faces = base + colour + torch.where(rows < size // 2, top, bottom)
+    neutral = faces - torch.where(rows < size // 2, 0.0, (secret[:, None] * smile).reshape(n, 1, size, size))
+    return faces, secret, neutral
+
+
+def test_predicted_lower_fill_paints_the_chosen_class_from_the_seen_rows():
+    """The fit recovers a lower face that follows the seen rows, with class ``lower_fill_class``'s mouth."""
+    faces, secret, neutral = _faces_with_a_known_lower_half()
+    unet = build_filter("unet", size=16, base=4, depth=2, noise_channels=2, residual=True, lower_fill=0.5,
+                        lower_fill_feather=0.0, lower_fill_rank=4, lower_fill_class=0)
+    mean, std = faces.mean(0), faces.std(0)
+    unet.set_input_norm(mean, std)
+    plain = unet._fill_lower((faces - mean) / std) * std + mean      # before the fit: the mean-face fill
+    assert unet.fit_lower_fill((faces * 255).round().to(torch.uint8), secret)["explained"] > 0.9
+    fill = unet._fill_lower((faces - mean) / std) * std + mean
+    bottom = slice(8, None)
+    error = (fill - neutral)[:, :, bottom].abs().mean()
+    assert error < 0.01 < (plain - neutral)[:, :, bottom].abs().mean()
+    # the seen rows are untouched, and smiling faces get the neutral mouth, not their own
+    torch.testing.assert_close(fill[:, :, :8], faces[:, :, :8])
+    assert (fill - faces)[secret == 1][:, :, bottom].abs().mean() > 5 * error
+
+
+def test_predicted_lower_fill_is_checked():
+    with pytest.raises(InputError, match="lower_fill_rank"):
+        build_filter("unet", size=16, depth=2, residual=True, lower_fill_rank=4)
+    with pytest.raises(InputError, match="lower_fill_rank"):
+        build_filter("unet", size=16, depth=2, residual=True, lower_fill=0.5, lower_fill_rank=-1)
+    faces, secret, _ = _faces_with_a_known_lower_half(n=40)
+    unet = build_filter("unet", size=16, depth=2, residual=True, lower_fill=0.5, lower_fill_rank=4,
+                        lower_fill_class=2)
+    with pytest.raises(InputError, match="lower_fill_class 2"):
+        unet.fit_lower_fill(faces, secret)
+    with pytest.raises(InputError, match="lower_fill_rank > 0"):
+        build_filter("unet", size=16, depth=2, residual=True, lower_fill=0.5).fit_lower_fill(faces, secret)

@@ -240,3 +240,17 @@ def test_a_fixed_attacker_near_chance_is_warned_about(faceset, tmp_path):
         assert not any("near chance" in w for w in warnings)
     finally:
         logger.removeHandler(grab)
+
+
+def test_predicted_lower_fill_is_fit_on_the_training_split(faceset, tmp_path):
+    """``filter.arch.lower_fill_rank``: the trainer fits the fill on the train split, and the checkpoint keeps it."""
+    arch = "{base: 4, depth: 2, noise_channels: 2, residual: true, lower_fill: 0.5, lower_fill_rank: 3}"
+    cfg = _cfg(1, extra=[f"filter.arch={arch}", "train.warmup_steps=0"])
+    module, ck = load_filter(Trainer(cfg, tmp_path / "fill", dataset=faceset).run())
+    train = np.array(json.loads((tmp_path / "fill/splits.json").read_text())["splits"]["train"])
+    refit, _ = load_filter(tmp_path / "fill/filter.pt")
+    refit.fit_lower_fill(torch.from_numpy(faceset.images[train]).permute(0, 3, 1, 2),
+                         torch.from_numpy(faceset.labels["smile"][train]))
+    assert module.fill_coef.abs().max() > 0 and ck["filter"]["arch"]["lower_fill_rank"] == 3
+    for name in ("fill_seen_mean", "fill_basis", "fill_coef", "fill_bias"):
+        torch.testing.assert_close(getattr(module, name), getattr(refit, name), msg=name)

@@ -335,11 +335,19 @@ class LiteFilter(nn.Module):
         channels: 3.
         init_sigma: the initial noise standard deviation.
         map_size: the learned grid's side (default: ``size``, one parameter per pixel).
+        lower_fill: the share of the rows, from the bottom, replaced by the training data's mean face
+            (``scale`` 0, ``shift`` the mean face, σ 0 there; set by :meth:`set_input_norm`): the lite
+            form of the U-Net's fill, which a per-location affine map can express exactly -- without the
+            U-Net's per-face colour offset, which would need a reduction over the face. 0 turns it off.
+        lower_fill_feather: the height of the ramp above the filled rows, as a share of the rows.
     """
 
     def __init__(self, size: int = 64, channels: int = 3, init_sigma: float = 0.05,
-                 map_size: Optional[int] = None):
+                 map_size: Optional[int] = None, lower_fill: float = 0.0, lower_fill_feather: float = 0.1):
         super().__init__()
+        if not 0.0 <= lower_fill < 1.0 or not 0.0 <= lower_fill_feather <= 1.0 - lower_fill:
+            raise InputError(f"lower_fill is {lower_fill} with lower_fill_feather {lower_fill_feather}; expected "
+                             "a share of the rows in [0, 1) and a ramp that fits above it")
         if init_sigma <= 0:
             raise InputError(f"init_sigma is {init_sigma}; expected > 0")
         self.size = int(size)
@@ -351,23 +359,43 @@ class LiteFilter(nn.Module):
         self.scale = nn.Parameter(torch.ones(1, channels, m, m))
         self.shift = nn.Parameter(torch.zeros(1, channels, m, m))
         self.sigma_raw = nn.Parameter(torch.full((1, channels, m, m), _inv_softplus(init_sigma)))
+        self.lower_fill = float(lower_fill)
+        if self.lower_fill > 0:
+            self.register_buffer("seen_rows", lower_fill_weights(self.size, self.lower_fill, float(lower_fill_feather)))
+            self.register_buffer("fill_face", torch.full((1, channels, self.size, self.size), 0.5))
+
+    def set_input_norm(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        """The training faces' per-location mean (3×H×W, x01): the face the filled rows get; ``std`` unused."""
+        if self.lower_fill > 0:
+            self.fill_face.copy_(torch.as_tensor(mean).reshape(self.fill_face.shape))
 
     def _full(self, grid: torch.Tensor) -> torch.Tensor:
         if self.map_size == self.size:
             return grid
         return F.interpolate(grid, size=(self.size, self.size), mode="bilinear", align_corners=False)
 
+    def _seen(self, full: torch.Tensor, filled: float | torch.Tensor = 0.0) -> torch.Tensor:
+        if self.lower_fill <= 0:
+            return full
+        return full * self.seen_rows + (1.0 - self.seen_rows) * filled
+
     def sigma(self) -> torch.Tensor:
-        return F.softplus(self._full(self.sigma_raw))
+        return self._seen(F.softplus(self._full(self.sigma_raw)))
+
+    def _scale_shift(self) -> Tuple[torch.Tensor, torch.Tensor]:
+        fill = self.fill_face if self.lower_fill > 0 else 0.0
+        return self._seen(self._full(self.scale)), self._seen(self._full(self.shift), fill)
 
     def forward(self, image: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-        return torch.clamp(image * self._full(self.scale) + self._full(self.shift) + self.sigma() * noise, 0.0, 1.0)
+        scale, shift = self._scale_shift()
+        return torch.clamp(image * scale + shift + self.sigma() * noise, 0.0, 1.0)
 
     @torch.no_grad()
     def maps(self) -> Dict[str, np.ndarray]:
         """The fused kernel's ``scale``, ``shift``, ``sigma`` maps, 3×H×W float32 numpy (full size)."""
-        return {"scale": self._full(self.scale)[0].detach().cpu().float().numpy().copy(),
-                "shift": self._full(self.shift)[0].detach().cpu().float().numpy().copy(),
+        scale, shift = self._scale_shift()
+        return {"scale": scale[0].detach().cpu().float().numpy().copy(),
+                "shift": shift[0].detach().cpu().float().numpy().copy(),
                 "sigma": self.sigma()[0].detach().cpu().float().numpy().copy()}
 
 

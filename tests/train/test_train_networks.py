@@ -244,3 +244,25 @@ def test_predicted_lower_fill_is_checked():
         unet.fit_lower_fill(faces, secret)
     with pytest.raises(InputError, match="lower_fill_rank > 0"):
         build_filter("unet", size=16, depth=2, residual=True, lower_fill=0.5).fit_lower_fill(faces, secret)
+
+
+def test_lite_lower_fill_is_the_mean_face_in_the_kernels_own_maps():
+    """``lower_fill`` on the lite filter: scale 0, shift the mean face, σ 0 in the filled rows; the rest learned."""
+    lite = build_filter("lite", size=16, map_size=4, lower_fill=0.5, lower_fill_feather=0.0)
+    mean = torch.rand(3, 16, 16)
+    lite.set_input_norm(mean, torch.ones(3, 16, 16))
+    with torch.no_grad():
+        lite.scale.add_(0.3)
+        lite.shift.add_(0.1)
+    maps = lite.maps()
+    assert np.all(maps["scale"][:, 8:] == 0) and np.all(maps["sigma"][:, 8:] == 0)
+    np.testing.assert_allclose(maps["shift"][:, 8:], mean[:, 8:].numpy(), atol=1e-7)
+    np.testing.assert_allclose(maps["scale"][:, :8], 1.3, atol=1e-6)
+    assert np.all(maps["sigma"][:, :8] > 0)
+    faces, other = torch.rand(2, 3, 16, 16), torch.rand(2, 3, 16, 16)
+    other[:, :, :8] = faces[:, :, :8]                       # the same faces above the middle only
+    noise = torch.randn(2, 3, 16, 16)
+    torch.testing.assert_close(lite(faces, noise), lite(other, noise))
+    assert not torch.equal(lite(faces, noise)[:, :, :8], lite(faces, torch.zeros_like(noise))[:, :, :8])
+    with pytest.raises(InputError, match="lower_fill"):
+        build_filter("lite", size=16, lower_fill=0.95, lower_fill_feather=0.1)

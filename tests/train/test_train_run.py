@@ -254,3 +254,15 @@ def test_predicted_lower_fill_is_fit_on_the_training_split(faceset, tmp_path):
     assert module.fill_coef.abs().max() > 0 and ck["filter"]["arch"]["lower_fill_rank"] == 3
     for name in ("fill_seen_mean", "fill_basis", "fill_coef", "fill_bias"):
         torch.testing.assert_close(getattr(module, name), getattr(refit, name), msg=name)
+
+
+def test_lite_lower_fill_gets_the_training_mean_face(faceset, tmp_path):
+    """The trainer hands the lite filter its fill: the train split's mean face, in the kernel maps it exports."""
+    cfg = _cfg(1, kind="lite", method="maxent", extra=["filter.arch={lower_fill: 0.5, lower_fill_feather: 0.0}"])
+    module, ck = load_filter(Trainer(cfg, tmp_path / "lite-fill", dataset=faceset).run())
+    maps = module.maps()
+    train = json.loads((tmp_path / "lite-fill/splits.json").read_text())["splits"]["train"]
+    mean = faceset.images[np.array(train)].astype(np.float64).mean(axis=0).transpose(2, 0, 1) / 255.0
+    assert ck["filter"]["kind"] == "lite"
+    np.testing.assert_allclose(maps["shift"][:, SIZE // 2:], mean[:, SIZE // 2:], atol=1e-6)
+    assert np.all(maps["scale"][:, SIZE // 2:] == 0) and np.all(maps["sigma"][:, SIZE // 2:] == 0)

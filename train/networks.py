@@ -210,7 +210,7 @@ class StochasticUNet(nn.Module):
         seen = self.seen_rows.to(image.dtype)                                   # 1×1×H×1
         std = self.input_std.to(image.dtype)
         away = image * std                                                      # x01 − mean face
-        offset = (away * seen).sum(dim=(2, 3), keepdim=True) / (seen.sum() * image.shape[3])   # N×3×1×1
+        offset = _colour_offset(away, seen)                                     # N×3×1×1
         fill = offset
         if self.lower_fill_rank:
             fill = offset + self._predicted_fill(away - offset, seen)
@@ -256,7 +256,7 @@ class StochasticUNet(nn.Module):
             if images01.dtype == torch.uint8:
                 part = part / 255.0
             away = part - self.input_mean.to(torch.float64)
-            offset = (away * seen).sum(dim=(2, 3), keepdim=True) / (seen.sum() * w)
+            offset = _colour_offset(away, seen)
             brightness = (away - offset).mean(dim=1, keepdim=True)
             whole_parts.append(brightness.reshape(-1, h * w))
             seen_parts.append((brightness * seen).reshape(-1, h * w))
@@ -297,6 +297,11 @@ class StochasticUNet(nn.Module):
             x01 = image * self.input_std + self.input_mean
             return torch.clamp(x01 + self.head(x).to(x01.dtype), 0.0, 1.0)
         return torch.sigmoid(self.head(x))
+
+
+def _colour_offset(away: torch.Tensor, seen: torch.Tensor) -> torch.Tensor:
+    """N×C×1×1: how far each face's seen rows are from the mean face, per channel (weighted by ``seen``)."""
+    return (away * seen).sum(dim=(2, 3), keepdim=True) / (seen.sum() * away.shape[3])
 
 
 def lower_fill_weights(size: int, share: float, feather: float) -> torch.Tensor:

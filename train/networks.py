@@ -263,7 +263,7 @@ class StochasticUNet(nn.Module):
         seen_b, whole_b = torch.cat(seen_parts), torch.cat(whole_parts)
         seen_mean = seen_b.mean(dim=0)
         centred = seen_b - seen_mean
-        eigval, eigvec = torch.linalg.eigh(centred.T @ centred / n)
+        _, eigvec = torch.linalg.eigh(centred.T @ centred / n)             # ascending eigenvalues
         basis = eigvec[:, -self.lower_fill_rank:].flip(1)                        # pixels × rank, largest first
         codes = centred @ basis
         design = torch.cat([codes, F.one_hot(secret.long().to(codes.device), classes).to(codes)], dim=1)

@@ -137,11 +137,7 @@ class StochasticUNet(nn.Module):
                  lower_fill: float = 0.0, lower_fill_feather: float = 0.1, lower_fill_rank: int = 0,
                  lower_fill_class: int = 0):
         super().__init__()
-        if not 0.0 <= lower_fill < 1.0:
-            raise InputError(f"lower_fill is {lower_fill}; expected a share of the rows in [0, 1)")
-        if not 0.0 <= lower_fill_feather <= 1.0 - lower_fill:
-            raise InputError(f"lower_fill_feather is {lower_fill_feather}; expected a share in "
-                             f"[0, {1.0 - lower_fill:g}] (the rows above the filled ones)")
+        _check_lower_fill(lower_fill, lower_fill_feather)
         if norm not in NORMS:
             raise InputError(f"unknown normalization {norm!r}; expected one of {list(NORMS)}")
         if depth < 1 or size % (2 ** depth):
@@ -299,6 +295,15 @@ class StochasticUNet(nn.Module):
         return torch.sigmoid(self.head(x))
 
 
+def _check_lower_fill(share: float, feather: float) -> None:
+    """The U-Net's and the lite filter's ``lower_fill`` / ``lower_fill_feather`` arguments, checked alike."""
+    if not 0.0 <= share < 1.0:
+        raise InputError(f"lower_fill is {share}; expected a share of the rows in [0, 1)")
+    if not 0.0 <= feather <= 1.0 - share:
+        raise InputError(f"lower_fill_feather is {feather}; expected a share in "
+                         f"[0, {1.0 - share:g}] (the rows above the filled ones)")
+
+
 def _colour_offset(away: torch.Tensor, seen: torch.Tensor) -> torch.Tensor:
     """N×C×1×1: how far each face's seen rows are from the mean face, per channel (weighted by ``seen``)."""
     return (away * seen).sum(dim=(2, 3), keepdim=True) / (seen.sum() * away.shape[3])
@@ -350,9 +355,7 @@ class LiteFilter(nn.Module):
     def __init__(self, size: int = 64, channels: int = 3, init_sigma: float = 0.05,
                  map_size: Optional[int] = None, lower_fill: float = 0.0, lower_fill_feather: float = 0.1):
         super().__init__()
-        if not 0.0 <= lower_fill < 1.0 or not 0.0 <= lower_fill_feather <= 1.0 - lower_fill:
-            raise InputError(f"lower_fill is {lower_fill} with lower_fill_feather {lower_fill_feather}; expected "
-                             "a share of the rows in [0, 1) and a ramp that fits above it")
+        _check_lower_fill(lower_fill, lower_fill_feather)
         if init_sigma <= 0:
             raise InputError(f"init_sigma is {init_sigma}; expected > 0")
         self.size = int(size)

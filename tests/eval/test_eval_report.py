@@ -7,7 +7,7 @@ import pytest
 from privsdk.errors import InputError
 from privsdk.train.eval import EvalData, ProtocolSettings, baseline, evaluate, read_report, write_report
 from privsdk.train.eval.plot import plot_examples, plot_tradeoff
-from privsdk.train.eval.report import jsonable, summary_table
+from privsdk.train.eval.report import jsonable, summary_table, unsaturated_models
 
 
 @pytest.fixture(scope="module")
@@ -51,6 +51,31 @@ def test_report_contents(report):
     assert t["I_SY_lower_nats"] == pytest.approx(ident["privacy"]["leakage_bits"] * np.log(2))
     assert t["I_UX_given_Y_upper_nats"] >= 0
     assert "(clean)" in summary_table(report)
+
+
+def test_models_stopped_by_the_epoch_cap_are_named(lfw_faces, caplog):
+    faces = np.repeat(lfw_faces[..., None], 3, axis=3).copy()
+    secret = (np.arange(len(faces)) % 2).astype(np.int64)
+    data = EvalData.from_arrays("lfw", faces, {"smile": secret}, secret="smile")
+    settings = ProtocolSettings.quick_settings(attackers=("linear",), identity=False, progress=False)
+    settings.train.max_epochs = 1          # patience 2 can never stop a one-epoch run early
+    with caplog.at_level("WARNING"):
+        capped = evaluate([baseline("blur", 2.0)], data, settings)
+    assert capped["unsaturated_models"] == ["clean/attackers/linear/training",
+                                            "results[blur:2]/privacy/attackers/linear/training"]
+    assert "1-epoch cap" in summary_table(capped) and "results[blur:2]" in summary_table(capped)
+    assert "2 model(s) stopped at the 1-epoch cap" in caplog.text
+
+
+def test_saturated_models_are_not_named():
+    saturated = {"epochs_used": 7, "best_epoch": 4, "stopped_early": True}
+    report = {"clean": {"attackers": {"cnn": {"training": saturated}}, "pose_training": dict(saturated)},
+              "results": [{"filter": {"name": "emotion"}, "privacy": {"attackers": {"cnn": {"training": saturated}}}},
+                          {"privacy": {"attackers": {"cnn": {"training": {**saturated, "stopped_early": False}}}}}]}
+    assert unsaturated_models(report) == ["results[1]/privacy/attackers/cnn/training"]
+    report["results"].pop()
+    assert unsaturated_models(report) == []
+    assert "not saturated" not in summary_table({**report, "results": []})
 
 
 def test_plot_is_written(report, tmp_path):

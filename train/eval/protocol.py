@@ -420,4 +420,9 @@ def evaluate(filters: Sequence[FilterUnderEval], data: EvalData, settings: Optio
         report["bounds"] = {"utility_label": s.utility_label or "yaw_tercile",
                             **bounds_mod.tradeoff_bounds(table)}
     report["summary"] = report_mod.headline(report)
+    report["unsaturated_models"] = report_mod.unsaturated_models(report)
+    if report["unsaturated_models"]:
+        _log.warning("%d model(s) stopped at the %d-epoch cap while maybe still learning (%s): their figures may "
+                     "understate an attacker or the clean baseline; raise --max-epochs",
+                     len(report["unsaturated_models"]), s.train.max_epochs, ", ".join(report["unsaturated_models"]))
     return report

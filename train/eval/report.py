@@ -13,7 +13,7 @@ import math
 import platform
 import sys
 from pathlib import Path
-from typing import Any, Dict, Union
+from typing import Any, Dict, List, Union
 
 import numpy as np
 
@@ -134,6 +134,37 @@ def headline(report: Dict[str, Any]) -> Dict[str, Any]:
     return out
 
 
+def unsaturated_models(report: Dict[str, Any]) -> List[str]:
+    """Where in ``report`` a model ran to the epoch cap instead of stopping early ("clean/pose_training", ...).
+
+    The protocol trains every model to saturation. One that hit ``--max-epochs`` may still have been learning:
+    a capped retrained attacker makes a filter look more private than it is, a capped clean model makes the
+    clean baseline (and every ratio to it) weaker than it is. Filters' results are named by the filter.
+
+    Example::
+
+        unsaturated_models({"clean": {"pose_training": {"epochs_used": 10, "stopped_early": False}}})
+        # ['clean/pose_training']
+    """
+    found: List[str] = []
+
+    def walk(node: Any, path: str) -> None:
+        if isinstance(node, dict):
+            if "epochs_used" in node and "stopped_early" in node:
+                if not node["stopped_early"]:
+                    found.append(path)
+                return
+            for key, value in node.items():
+                walk(value, f"{path}/{key}" if path else str(key))
+        elif isinstance(node, list):
+            for i, value in enumerate(node):
+                name = value.get("filter", {}).get("name") if isinstance(value, dict) else None
+                walk(value, f"{path}[{name if name else i}]")
+
+    walk({k: v for k, v in report.items() if k in ("clean", "results")}, "")
+    return found
+
+
 def summary_table(report: Dict[str, Any]) -> str:
     """A plain-text table of the headline numbers (for the CLI's stdout)."""
     rows = [("filter", "worst attacker", "bal.acc", "AUC", "leak bits", "fixed bal.acc", "SSIM", "PSNR", "extra")]
@@ -162,7 +193,13 @@ def summary_table(report: Dict[str, Any]) -> str:
     rows.append(("(chance)", "-", _f(ch.get("balanced_accuracy")), "0.500", "0.000", "-", "-", "-",
                  f"majority {_f(ch.get('majority_rate'))}"))
     widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(r, widths)) for r in rows)
+    table = "\n".join("  ".join(str(c).ljust(w) for c, w in zip(r, widths)) for r in rows)
+    capped = unsaturated_models(report)
+    if capped:
+        cap = report.get("protocol", {}).get("settings", {}).get("train", {}).get("max_epochs", "?")
+        table += (f"\nnot saturated (stopped at the {cap}-epoch cap, not by early stopping; raise --max-epochs): "
+                  + ", ".join(capped))
+    return table
 
 
 def _f(v: Any, digits: int = 3) -> str:

@@ -78,8 +78,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the attackers' training (default: 0)")
     parser.add_argument("--limit", type=int, default=None, metavar="N",
                         help="at most N images per split (stratified), for faster runs")
-    parser.add_argument("--max-epochs", type=int, default=None, help="attacker epoch cap (default: 100; quick: 4)")
-    parser.add_argument("--patience", type=int, default=None, help="early-stopping patience (default: 6; quick: 2)")
+    parser.add_argument("--max-epochs", type=int, default=None,
+                        help="epoch cap of every model (default: 100; quick: 4); a model that reaches it is named "
+                             "'not saturated' in the report")
+    parser.add_argument("--patience", type=int, default=None,
+                        help="early-stopping patience (default: 6; quick: 2). The attackers' validation loss jumps "
+                             "from epoch to epoch; less patience can stop one at an early dip and understate it")
     parser.add_argument("--identity", choices=("auto", "on", "off"), default="auto",
                         help="identity kept by dlib's descriptor: auto = when dlib is installed")
     parser.add_argument("--identity-faces", type=int, default=None,

@@ -44,6 +44,22 @@ def test_manifest_numbers_come_from_an_eval_of_the_shipped_files(name: str) -> N
 
 
 @pytest.mark.parametrize("name", BUNDLED)
+def test_manifest_numbers_come_from_the_full_protocol(name: str) -> None:
+    """Shortened attacker training (a low epoch cap or patience) reads less and made filters look more private."""
+    pytest.importorskip("torch", reason="the protocol's defaults live in privsdk.train (needs torch)")
+    from privsdk.train.eval.report import unsaturated_models
+    from privsdk.train.eval.training import TrainSettings
+
+    report = load_bundle(FILTERS_DIR / name).manifest["evaluation"]
+    used, default = report["protocol"]["settings"], TrainSettings()
+    assert not used["quick"]
+    assert used["train"]["max_epochs"] >= default.max_epochs and used["train"]["patience"] >= default.patience, \
+        f"{name}'s report trained its attackers with {used['train']}: embed a report of the default protocol"
+    assert set(used["attackers"]) >= {"cnn", "linear"}
+    assert unsaturated_models(report) == []
+
+
+@pytest.mark.parametrize("name", BUNDLED)
 def test_bundled_filter_changes_only_the_face(name: str, astronaut_bgr: np.ndarray) -> None:
     f = privsdk.Filter(name, regions="faces", seed=0)
     out = f.apply(astronaut_bgr)

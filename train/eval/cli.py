@@ -84,6 +84,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--patience", type=int, default=None,
                         help="early-stopping patience (default: 6; quick: 2). The attackers' validation loss jumps "
                              "from epoch to epoch; less patience can stop one at an early dip and understate it")
+    parser.add_argument("--lr-drop-patience", type=int, default=None, metavar="N",
+                        help="after every N epochs without a better validation loss, return to the best weights "
+                             "and halve the learning rate (default: 0, a constant rate)")
     parser.add_argument("--identity", choices=("auto", "on", "off"), default="auto",
                         help="identity kept by dlib's descriptor: auto = when dlib is installed")
     parser.add_argument("--identity-faces", type=int, default=None,
@@ -223,6 +226,8 @@ def main(args: argparse.Namespace) -> int:
         settings.train.max_epochs = args.max_epochs
     if args.patience:
         settings.train.patience = args.patience
+    if args.lr_drop_patience:
+        settings.train.lr_drop_patience = args.lr_drop_patience
     if args.identity_faces:
         settings.identity_faces = args.identity_faces
     identity_set = _identity_set(args.identity_data, args.size) if args.identity_data else None

@@ -49,6 +49,10 @@ class TrainSettings:
     device: str = "cpu"
     width: int = 16
     min_steps_per_epoch: int = 20   # tiny sets: several passes between two validation checks
+    # 0: a constant learning rate. N: after every N epochs without a better validation loss, go back to
+    # the best weights and halve the learning rate (the validation loss of small attackers jumps from
+    # epoch to epoch; a smaller step settles into the minimum the best epoch only touched)
+    lr_drop_patience: int = 0
 
     def to_dict(self) -> Dict[str, Any]:
         return asdict(self)
@@ -71,6 +75,7 @@ class TrainedModel:
     temperature: float = 1.0                    # fitted on validation (classify)
     target_mean: Optional[np.ndarray] = None    # standardization of regression targets
     target_std: Optional[np.ndarray] = None
+    lr_drops: int = 0                           # times the learning rate was halved (lr_drop_patience)
 
     def _outputs(self, images: np.ndarray, batch_size: int = 512) -> np.ndarray:
         import torch
@@ -103,7 +108,7 @@ class TrainedModel:
         return {"arch": self.arch, "task": self.task, "epochs_used": self.epochs_used,
                 "best_epoch": self.best_epoch, "stopped_early": self.stopped_early,
                 "val_loss_history": [round(v, 6) for v in self.history], "seconds": round(self.seconds, 2),
-                "temperature": self.temperature}
+                "temperature": self.temperature, "lr_drops": self.lr_drops}
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:
@@ -208,7 +213,7 @@ def train_model(arch: str, task: str, train_images: np.ndarray, train_targets: n
                 total += float(loss_fn(model(x_val[i:i + 512]), t_val[i:i + 512])) * len(x_val[i:i + 512])
         return total / len(x_val)
 
-    best, best_state, best_epoch, bad, history = np.inf, None, 0, 0, []
+    best, best_state, best_epoch, bad, history, lr_drops = np.inf, None, 0, 0, [], 0
     x_epoch = train_images if filter_fn is None else filter_fn(train_images)
     bar = tqdm(range(1, s.max_epochs + 1), desc=desc or f"{arch} {task}", leave=False, disable=not progress)
     epoch = 0
@@ -240,11 +245,17 @@ def train_model(arch: str, task: str, train_images: np.ndarray, train_targets: n
             bad += 1
             if bad >= s.patience:
                 break
+            if s.lr_drop_patience and bad % s.lr_drop_patience == 0 and best_state is not None:
+                model.load_state_dict(best_state)
+                for group in opt.param_groups:
+                    group["lr"] *= 0.5
+                lr_drops += 1
     if best_state is not None:
         model.load_state_dict(best_state)
     trained = TrainedModel(arch=arch, task=task, model=model.eval(), epochs_used=epoch, best_epoch=best_epoch,
                            stopped_early=bad >= s.patience, history=history, seconds=time.time() - started,
-                           device=device, prior=prior, target_mean=target_mean, target_std=target_std)
+                           device=device, prior=prior, target_mean=target_mean, target_std=target_std,
+                           lr_drops=lr_drops)
     if task == "classify":
         trained.temperature = fit_temperature(trained._outputs(val_images), y_val, prior)
     _log.debug("%s: %d epochs (best %d), %.1fs", desc or arch, epoch, best_epoch, trained.seconds)

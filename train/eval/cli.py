@@ -86,7 +86,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "from epoch to epoch; less patience can stop one at an early dip and understate it")
     parser.add_argument("--lr-drop-patience", type=int, default=None, metavar="N",
                         help="after every N epochs without a better validation loss, return to the best weights "
-                             "and halve the learning rate (default: 0, a constant rate)")
+                             "and halve the learning rate (default: 0, a constant rate; on SMILEsmileD a drop left the "
+                             "attackers weaker, see docs/design-changes.md #11)")
     parser.add_argument("--identity", choices=("auto", "on", "off"), default="auto",
                         help="identity kept by dlib's descriptor: auto = when dlib is installed")
     parser.add_argument("--identity-faces", type=int, default=None,

@@ -121,6 +121,22 @@ def test_read_report_errors(tmp_path):
         read_report(tmp_path / "bad.json")
 
 
+def test_a_bundle_reads_as_the_report_embedded_in_its_manifest(tmp_path):
+    """`eval merge --report BUNDLE` draws a shipped filter from the report its manifest carries."""
+    from privsdk.registry import resolve
+
+    bundle = resolve("emotion-lite")
+    report = read_report(bundle)
+    assert report == json.loads((bundle / "filter.json").read_text())["evaluation"]
+    assert report["results"][0]["filter"]["name"] == "emotion-lite"
+    # a report.json beside the manifest wins: the directory is an eval output, not a bundle
+    (tmp_path / "filter.json").write_text(json.dumps({"format": "privsdk-bundle/1"}))
+    with pytest.raises(InputError, match="embeds no evaluation report"):
+        read_report(tmp_path)
+    write_report(report, tmp_path)
+    assert read_report(tmp_path) == report
+
+
 def test_headline_is_derived_from_the_primary_filter_result() -> None:
     from privsdk.train.eval.report import headline
 

@@ -26,6 +26,8 @@ examples:
   privsdk eval synthetic --quick
   # one table and trade-off plot from runs measured separately on the same data and split
   privsdk eval merge --report runs/eval/filters --report runs/eval/baselines --out runs/eval/all
+  # a shipped filter beside new runs, from the report its bundle embeds
+  privsdk eval merge --report sdk/privsdk/filters/emotion --report runs/eval/baselines --out runs/eval/all
 
 A FILTER is a training checkpoint (.pt), a bundle (directory or .zip), or a baseline
 KIND[:STRENGTH] with KIND in identity, blur, pixelate, lower_mask, full_mask, noise.
@@ -54,7 +56,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="'filters' (default): evaluate filters on face data; 'synthetic': paper 000 Sec. 4; "
                              "'merge': join --report files measured on the same data into one report and plot")
     parser.add_argument("--report", action="append", default=[], type=Path, metavar="REPORT",
-                        help="merge mode: a report.json (or its folder) from `privsdk eval` (repeatable)")
+                        help="merge mode: a report.json (or its folder) from `privsdk eval`, or a filter bundle's folder "
+                             "(the report its manifest embeds) (repeatable)")
     parser.add_argument("--rename", action="append", default=[], type=_old_new, metavar="OLD=NEW",
                         help="merge mode: show filter OLD as NEW in the merged report and plot (repeatable)")
     parser.add_argument("--replace", action="store_true",

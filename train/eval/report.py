@@ -53,9 +53,18 @@ def write_report(report: Dict[str, Any], out: Union[str, Path]) -> Path:
 
 
 def read_report(path: Union[str, Path]) -> Dict[str, Any]:
-    """Read a report written by :func:`write_report` (a file or the directory holding it)."""
+    """Read a report written by :func:`write_report` (a file or the directory holding it).
+
+    A filter bundle's directory (its ``filter.json`` holds the report its numbers came from, under
+    ``evaluation``) reads as that embedded report, so ``privsdk eval merge`` can draw a shipped filter
+    beside new runs without evaluating it again.
+    """
+    from privsdk.bundle import MANIFEST
+
     p = Path(path)
     if p.is_dir():
+        if not (p / REPORT_NAME).exists() and (p / MANIFEST).exists():
+            return _embedded_report(p / MANIFEST)
         p = p / REPORT_NAME
     try:
         report = json.loads(p.read_text(encoding="utf-8"))
@@ -65,6 +74,18 @@ def read_report(path: Union[str, Path]) -> Dict[str, Any]:
         raise InputError(f"evaluation report {p}: not valid JSON ({exc})") from None
     if not isinstance(report, dict) or not str(report.get("format", "")).startswith("privsdk-"):
         raise InputError(f"evaluation report {p}: expected a JSON object with a privsdk 'format' field")
+    return report
+
+
+def _embedded_report(manifest_path: Path) -> Dict[str, Any]:
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise InputError(f"filter bundle manifest {manifest_path}: not valid JSON ({exc})") from None
+    report = manifest.get("evaluation") if isinstance(manifest, dict) else None
+    if not isinstance(report, dict) or not str(report.get("format", "")).startswith("privsdk-"):
+        raise InputError(f"filter bundle {manifest_path.parent}: its {manifest_path.name} embeds no evaluation report; "
+                         "expected a bundle made with `privsdk export --report REPORT` (or a report.json)")
     return report
 
 

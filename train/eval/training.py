@@ -51,7 +51,8 @@ class TrainSettings:
     min_steps_per_epoch: int = 20   # tiny sets: several passes between two validation checks
     # 0: a constant learning rate. N: after every N epochs without a better validation loss, go back to
     # the best weights and halve the learning rate (the validation loss of small attackers jumps from
-    # epoch to epoch; a smaller step settles into the minimum the best epoch only touched)
+    # epoch to epoch; a smaller step settles into the minimum the best epoch only touched). Off by default:
+    # on SMILEsmileD it left the attackers weaker, which would flatter a filter (docs/design-changes.md #11)
     lr_drop_patience: int = 0
 
     def to_dict(self) -> Dict[str, Any]:

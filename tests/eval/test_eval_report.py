@@ -135,6 +135,9 @@ def test_a_bundle_reads_as_the_report_embedded_in_its_manifest(tmp_path):
         read_report(tmp_path)
     write_report(report, tmp_path)
     assert read_report(tmp_path) == report
+    (tmp_path / "bundle.zip").write_bytes(b"PK\x03\x04\xc0\xff binary")
+    with pytest.raises(InputError, match="unzip"):
+        read_report(tmp_path / "bundle.zip")
 
 
 def test_headline_is_derived_from_the_primary_filter_result() -> None:

@@ -70,8 +70,9 @@ def read_report(path: Union[str, Path]) -> Dict[str, Any]:
         report = json.loads(p.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise InputError(f"evaluation report {p}: no such file; expected a report.json from `privsdk eval`") from None
-    except json.JSONDecodeError as exc:
-        raise InputError(f"evaluation report {p}: not valid JSON ({exc})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"evaluation report {p}: not valid JSON ({exc}); expected a report.json from `privsdk "
+                         "eval` or a filter bundle's folder (unzip a zipped bundle first)") from None
     if not isinstance(report, dict) or not str(report.get("format", "")).startswith("privsdk-"):
         raise InputError(f"evaluation report {p}: expected a JSON object with a privsdk 'format' field")
     return report

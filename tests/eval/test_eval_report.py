@@ -129,10 +129,11 @@ def test_a_bundle_reads_as_the_report_embedded_in_its_manifest(tmp_path):
     report = read_report(bundle)
     assert report == json.loads((bundle / "filter.json").read_text())["evaluation"]
     assert report["results"][0]["filter"]["name"] == "emotion-lite"
-    # a report.json beside the manifest wins: the directory is an eval output, not a bundle
+    # a manifest without a report is refused with a reason
     (tmp_path / "filter.json").write_text(json.dumps({"format": "privsdk-bundle/1"}))
     with pytest.raises(InputError, match="embeds no evaluation report"):
         read_report(tmp_path)
+    # a report.json beside the manifest wins: the directory is an eval output, not a bundle
     write_report(report, tmp_path)
     assert read_report(tmp_path) == report
     (tmp_path / "bundle.zip").write_bytes(b"PK\x03\x04\xc0\xff binary")

@@ -123,22 +123,38 @@ def test_read_report_errors(tmp_path):
 
 def test_a_bundle_reads_as_the_report_embedded_in_its_manifest(tmp_path):
     """`eval merge --report BUNDLE` draws a shipped filter from the report its manifest carries."""
+    import shutil
+
+    from privsdk.errors import BundleError
     from privsdk.registry import resolve
 
     bundle = resolve("emotion-lite")
     report = read_report(bundle)
     assert report == json.loads((bundle / "filter.json").read_text())["evaluation"]
     assert report["results"][0]["filter"]["name"] == "emotion-lite"
+    # a zipped bundle reads the same
+    zipped = shutil.make_archive(str(tmp_path / "emotion-lite"), "zip", bundle)
+    assert read_report(zipped) == report
+    # a bundle whose files no longer match its manifest is refused, as the runtime refuses it
+    tampered = shutil.copytree(bundle, tmp_path / "tampered")
+    with open(tampered / "norm.npz", "ab") as f:
+        f.write(b"\0")
+    with pytest.raises(BundleError, match="SHA-256"):
+        read_report(tampered)
     # a manifest without a report is refused with a reason
-    (tmp_path / "filter.json").write_text(json.dumps({"format": "privsdk-bundle/1"}))
+    bare = shutil.copytree(bundle, tmp_path / "bare")
+    manifest = json.loads((bare / "filter.json").read_text())
+    del manifest["evaluation"]
+    (bare / "filter.json").write_text(json.dumps(manifest))
     with pytest.raises(InputError, match="embeds no evaluation report"):
-        read_report(tmp_path)
+        read_report(bare)
     # a report.json beside the manifest wins: the directory is an eval output, not a bundle
-    write_report(report, tmp_path)
-    assert read_report(tmp_path) == report
-    (tmp_path / "bundle.zip").write_bytes(b"PK\x03\x04\xc0\xff binary")
-    with pytest.raises(InputError, match="unzip"):
-        read_report(tmp_path / "bundle.zip")
+    write_report(report, bare)
+    assert read_report(bare) == report
+    # a file that is neither JSON nor a zip says what was expected
+    (tmp_path / "bundle.tar").write_bytes(b"\xc0\xff binary")
+    with pytest.raises(InputError, match="filter bundle"):
+        read_report(tmp_path / "bundle.tar")
 
 
 def test_headline_is_derived_from_the_primary_filter_result() -> None:

@@ -56,7 +56,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="'filters' (default): evaluate filters on face data; 'synthetic': paper 000 Sec. 4; "
                              "'merge': join --report files measured on the same data into one report and plot")
     parser.add_argument("--report", action="append", default=[], type=Path, metavar="REPORT",
-                        help="merge mode: a report.json (or its folder) from `privsdk eval`, or a filter bundle's folder "
+                        help="merge mode: a report.json (or its folder) from `privsdk eval`, or a filter bundle, folder or zip "
                              "(the report its manifest embeds) (repeatable)")
     parser.add_argument("--rename", action="append", default=[], type=_old_new, metavar="OLD=NEW",
                         help="merge mode: show filter OLD as NEW in the merged report and plot (repeatable)")

@@ -55,37 +55,42 @@ def write_report(report: Dict[str, Any], out: Union[str, Path]) -> Path:
 def read_report(path: Union[str, Path]) -> Dict[str, Any]:
     """Read a report written by :func:`write_report` (a file or the directory holding it).
 
-    A filter bundle's directory (its ``filter.json`` holds the report its numbers came from, under
-    ``evaluation``) reads as that embedded report, so ``privsdk eval merge`` can draw a shipped filter
-    beside new runs without evaluating it again.
+    A filter bundle (its folder or its zip; ``filter.json`` holds the report its numbers came from,
+    under ``evaluation``) reads as that embedded report, so ``privsdk eval merge`` can draw a shipped
+    filter beside new runs without evaluating it again. The bundle is loaded as the runtime loads it:
+    a file that does not match its manifest's SHA-256 raises :class:`~privsdk.errors.BundleError`.
     """
+    import zipfile
+
     from privsdk.bundle import MANIFEST
 
     p = Path(path)
     if p.is_dir():
         if not (p / REPORT_NAME).exists() and (p / MANIFEST).exists():
-            return _embedded_report(p / MANIFEST)
+            return _embedded_report(p)
         p = p / REPORT_NAME
+    elif p.is_file() and zipfile.is_zipfile(p):
+        return _embedded_report(p)
     try:
         report = json.loads(p.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise InputError(f"evaluation report {p}: no such file; expected a report.json from `privsdk eval`") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InputError(f"evaluation report {p}: not valid JSON ({exc}); expected a report.json from `privsdk "
-                         "eval` or a filter bundle's folder (unzip a zipped bundle first)") from None
+                         "eval` or a filter bundle (its folder or zip)") from None
     if not isinstance(report, dict) or not str(report.get("format", "")).startswith("privsdk-"):
         raise InputError(f"evaluation report {p}: expected a JSON object with a privsdk 'format' field")
     return report
 
 
-def _embedded_report(manifest_path: Path) -> Dict[str, Any]:
-    try:
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise InputError(f"filter bundle manifest {manifest_path}: not valid JSON ({exc})") from None
-    report = manifest.get("evaluation") if isinstance(manifest, dict) else None
+def _embedded_report(bundle_path: Path) -> Dict[str, Any]:
+    from privsdk.bundle import MANIFEST, load_bundle
+
+    # verified like any bundle the runtime loads: a report is only as good as the files it describes
+    manifest = load_bundle(bundle_path).manifest
+    report = manifest.get("evaluation")
     if not isinstance(report, dict) or not str(report.get("format", "")).startswith("privsdk-"):
-        raise InputError(f"filter bundle {manifest_path.parent}: its {manifest_path.name} embeds no evaluation report; "
+        raise InputError(f"filter bundle {bundle_path}: its {MANIFEST} embeds no evaluation report; "
                          "expected a bundle made with `privsdk export --report REPORT` (or a report.json)")
     return report
 

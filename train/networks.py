@@ -350,23 +350,38 @@ class LiteFilter(nn.Module):
             form of the U-Net's fill, which a per-location affine map can express exactly -- without the
             U-Net's per-face colour offset, which would need a reduction over the face. 0 turns it off.
         lower_fill_feather: the height of the ramp above the filled rows, as a share of the rows.
+        learn_maps: ``False`` keeps the maps at the identity outside the fill (scale 1, shift 0, σ 0):
+            the filter is the mean-face fill alone, deterministic, with nothing to train (``privsdk
+            train`` then only estimates the mean face). Measured on SMILEsmileD, the learned maps buy
+            less privacy per identity lost than a larger fill does (docs/emotion-methods.md).
     """
 
     def __init__(self, size: int = 64, channels: int = 3, init_sigma: float = 0.05,
-                 map_size: Optional[int] = None, lower_fill: float = 0.0, lower_fill_feather: float = 0.1):
+                 map_size: Optional[int] = None, lower_fill: float = 0.0, lower_fill_feather: float = 0.1,
+                 learn_maps: bool = True):
         super().__init__()
         _check_lower_fill(lower_fill, lower_fill_feather)
         if init_sigma <= 0:
             raise InputError(f"init_sigma is {init_sigma}; expected > 0")
+        if not learn_maps and lower_fill <= 0:
+            raise InputError("learn_maps is false and lower_fill is 0: that lite filter is the identity; "
+                             "expected a lower_fill share > 0, or learn_maps true")
         self.size = int(size)
         self.map_size = int(map_size) if map_size is not None else self.size
         if not 1 <= self.map_size <= self.size:
             raise InputError(f"map_size is {map_size}; expected 1 ≤ map_size ≤ size ({self.size})")
         m = self.map_size
         self.noise_shape: Tuple[int, int, int] = (channels, self.size, self.size)
-        self.scale = nn.Parameter(torch.ones(1, channels, m, m))
-        self.shift = nn.Parameter(torch.zeros(1, channels, m, m))
-        self.sigma_raw = nn.Parameter(torch.full((1, channels, m, m), _inv_softplus(init_sigma)))
+        self.learn_maps = bool(learn_maps)
+        maps = {"scale": torch.ones(1, channels, m, m), "shift": torch.zeros(1, channels, m, m),
+                # softplus(-inf) = 0: no noise at all when the maps are fixed
+                "sigma_raw": torch.full((1, channels, m, m), _inv_softplus(init_sigma) if learn_maps else -math.inf)}
+        for name, value in maps.items():
+            # same names either way, so a checkpoint's state_dict loads into the filter its arch describes
+            if self.learn_maps:
+                setattr(self, name, nn.Parameter(value))
+            else:
+                self.register_buffer(name, value)
         self.lower_fill = float(lower_fill)
         if self.lower_fill > 0:
             self.register_buffer("seen_rows", lower_fill_weights(self.size, self.lower_fill, float(lower_fill_feather)))

@@ -281,7 +281,9 @@ class Trainer:
         mean, std = norm_maps(ds.images[splits["train"]])
         mean_t, std_t = torch.from_numpy(mean).to(device), torch.from_numpy(std).to(device)
 
-        frozen = self._frozen_models(images, labels, splits, device, ds)
+        # a lite filter with fixed maps (the fill alone) is built from the mean face: no models to train for it
+        nothing_to_learn = cfg.filter.kind == "lite" and not dict(cfg.filter.arch).get("learn_maps", True)
+        frozen = None if nothing_to_learn else self._frozen_models(images, labels, splits, device, ds)
         amp = t.amp and device.type == "cuda"
 
         def autocast():
@@ -298,6 +300,20 @@ class Trainer:
             fit = flt.fit_lower_fill(images[train_idx].permute(0, 3, 1, 2), labels[cfg.data.secret][train_idx])
             log.info("predicted lower fill (rank %d): explains %.1f%% of the filled rows' brightness variance",
                      flt.lower_fill_rank, 100 * fit["explained"])
+        if nothing_to_learn:
+            # e.g. a lite filter with learn_maps false: the fill alone, fixed once the mean face is known
+            if self.is_main:
+                final = self.out / "filter.pt"
+                save_checkpoint(make_checkpoint(
+                    method="fill", hyperparameters={"learned": False, **dict(cfg.filter.arch)}, config=cfg.to_dict(), epoch=0, step=0,
+                    kind=cfg.filter.kind, arch=arch, filter_module=flt, size=size, secret=[cfg.data.secret],
+                    utility=[], data=self._data_meta(ds, splits, prior), norm_mean=mean, norm_std=std, resume=None,
+                    metrics={}), final)
+                log.info("the %s filter has no trainable parameters (filter.arch %s): nothing to train; "
+                         "wrote it as built from the training faces to %s", cfg.filter.kind, dict(cfg.filter.arch), final)
+            if self.world > 1:
+                _barrier()
+            return self.out / "filter.pt"
         ctx = MethodContext(device=device, size=size, num_secret_classes=k_secret,
                             secret_prior=torch.from_numpy(prior).to(device), utility=frozen["utility"],
                             fixed_secret=frozen["fixed_secret"], estimator_width=t.estimator_width,
@@ -342,10 +358,7 @@ class Trainer:
                  "adversary_steps": t.adversary_steps}
         utility_names = list(cfg.data.utility) + (["pose"] if frozen["pose"] is not None else []) + \
             (["identity"] if frozen["identity"] is not None else [])
-        data_meta = {"name": ds.name, "root": str(cfg.data.root), "size": size, "n_images": len(ds),
-                     "splits": {k: len(v) for k, v in splits.items()}, "splits_file": "splits.json",
-                     "secret_prior": [float(p) for p in prior], "secret_classes": k_secret,
-                     "face_crop": self._face_crop(ds.images, splits["train"])}
+        data_meta = self._data_meta(ds, splits, prior)
 
         def checkpoint(epoch: int, metrics: Dict[str, Any], with_resume: bool) -> Dict[str, Any]:
             resume_state = None
@@ -461,6 +474,13 @@ class Trainer:
         if self.world > 1:
             _barrier()
         return final
+
+    def _data_meta(self, ds, splits: Dict[str, np.ndarray], prior: np.ndarray) -> Dict[str, Any]:
+        """What the checkpoint records about the training data (its manifest's ``data``)."""
+        return {"name": ds.name, "root": str(self.cfg.data.root), "size": self.cfg.data.size, "n_images": len(ds),
+                "splits": {k: len(v) for k, v in splits.items()}, "splits_file": "splits.json",
+                "secret_prior": [float(p) for p in prior], "secret_classes": len(prior),
+                "face_crop": self._face_crop(ds.images, splits["train"])}
 
     # ------------------------------------------------------------------ validation
     @torch.no_grad()

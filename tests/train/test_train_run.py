@@ -266,3 +266,24 @@ def test_lite_lower_fill_gets_the_training_mean_face(faceset, tmp_path):
     assert ck["filter"]["kind"] == "lite"
     np.testing.assert_allclose(maps["shift"][:, SIZE // 2:], mean[:, SIZE // 2:], atol=1e-6)
     assert np.all(maps["scale"][:, SIZE // 2:] == 0) and np.all(maps["sigma"][:, SIZE // 2:] == 0)
+
+
+def test_a_lite_filter_with_fixed_maps_is_the_fill_alone(faceset, tmp_path):
+    """``learn_maps: false``: nothing to train; the run writes the mean-face fill and leaves the rest of the face."""
+    arch = "filter.arch={lower_fill: 0.5, lower_fill_feather: 0.0, learn_maps: false}"
+    path = Trainer(_cfg(3, kind="lite", extra=[arch]), tmp_path / "fill-only", dataset=faceset).run()
+    module, ck = load_filter(path)
+    assert list(module.parameters()) == [] and ck["epoch"] == 0 and ck["method"] == "fill"
+    assert ck["hyperparameters"]["learned"] is False and not (tmp_path / "fill-only/last.pt").exists()
+    maps = module.maps()
+    train = json.loads((tmp_path / "fill-only/splits.json").read_text())["splits"]["train"]
+    mean = faceset.images[np.array(train)].astype(np.float64).mean(axis=0).transpose(2, 0, 1) / 255.0
+    np.testing.assert_allclose(maps["shift"][:, SIZE // 2:], mean[:, SIZE // 2:], atol=1e-6)
+    assert np.all(maps["scale"][:, :SIZE // 2] == 1) and np.all(maps["shift"][:, :SIZE // 2] == 0)
+    assert np.all(maps["sigma"] == 0)
+    # the filter is deterministic: the same face gives the same output whatever the noise
+    x = torch.rand(2, 3, SIZE, SIZE)
+    torch.testing.assert_close(module(x, torch.randn(2, 3, SIZE, SIZE)), module(x, torch.randn(2, 3, SIZE, SIZE)))
+    with pytest.raises(InputError, match="identity"):
+        Trainer(_cfg(1, kind="lite", extra=["filter.arch={learn_maps: false}"]), tmp_path / "nothing",
+                dataset=faceset).run()

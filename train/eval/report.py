@@ -69,8 +69,8 @@ def read_report(path: Union[str, Path]) -> Dict[str, Any]:
         if not (p / REPORT_NAME).exists() and (p / MANIFEST).exists():
             return _embedded_report(p)
         p = p / REPORT_NAME
-    elif p.is_file() and zipfile.is_zipfile(p):
-        return _embedded_report(p)
+    elif p.is_file() and (zipfile.is_zipfile(p) or p.name == MANIFEST):
+        return _embedded_report(p.parent if p.name == MANIFEST else p)
     try:
         report = json.loads(p.read_text(encoding="utf-8"))
     except FileNotFoundError:

@@ -38,6 +38,9 @@ def test_report_contents(report):
     assert report["protocol"]["settings"]["attackers"] == ["linear"]
     assert report["protocol"]["settings"]["seed"] == 0
     assert report["versions"]["torch"] and report["versions"]["numpy"]
+    import torch
+
+    assert report["versions"]["torch_threads"] == torch.get_num_threads()
     assert report["data"]["sizes"] == {"train": 60, "val": 20, "test": 20}
     assert len(report["data"]["split"]["test"]) == 20
     assert report["chance"]["balanced_accuracy"] == 0.5 and report["chance"]["majority_rate"] == 0.5

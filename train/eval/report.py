@@ -111,6 +111,8 @@ def versions() -> Dict[str, Any]:
         import torch
 
         out["cuda"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+        # the CPU thread count changes the order of float sums, so the same seed trains another attacker
+        out["torch_threads"] = torch.get_num_threads()
     except ImportError:
         pass
     try:

@@ -80,7 +80,8 @@ def plot_tradeoff(report: Dict[str, Any], path: Union[str, Path], utility: str =
                 linestyle="-" if len(pts) > 1 else "none", label=key, color=colour(i))
         for x, y, lab in pts:
             if lab:
-                ax.annotate(lab, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+                # in the curve's colour: where curves cross, a label says which point it names
+                ax.annotate(lab, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points", color=colour(i))
     chance = report.get("chance", {}).get("balanced_accuracy", 0.5)
     ax.axvline(chance, color="grey", linestyle="--", label=f"chance ({chance:.2f})")
     clean = report.get("clean", {}).get("worst_attacker", {}).get("balanced_accuracy")

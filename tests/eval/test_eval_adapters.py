@@ -28,7 +28,7 @@ def test_lite_bundle_affine_noise_and_hashes(tmp_path):
     shift[0] = 0.5
     path = write_bundle(tmp_path / "lite", _manifest("lite"), {"scale": scale, "shift": shift, "sigma": zeros})
     f = make_filter(str(path))
-    assert f.kind == "bundle-lite" and f.stochastic
+    assert f.kind == "bundle-lite" and not f.stochastic   # σ 0 everywhere: the same output every time
     assert set(f.info["files"]) == {"norm.npz"} and len(f.info["files"]["norm.npz"]) == 64
     x = _images()
     y = f(x)
@@ -38,6 +38,7 @@ def test_lite_bundle_affine_noise_and_hashes(tmp_path):
                                                                  "sigma": ones * 0.1})
     g = bundle_filter(str(noisy))
     a, b = g(x), g(x)
+    assert g.stochastic
     assert not np.array_equal(a, b)                   # fresh noise per call
     assert 15 < np.abs(a.astype(float) - x).mean() < 35
 
@@ -82,8 +83,13 @@ def test_checkpoint_adapters_lite_and_unet(tmp_path):
                     tmp_path / "lite.pt")
     f = make_filter(str(tmp_path / "lite.pt"))
     a, b = f(x), f(x)
-    assert f.kind == "checkpoint-lite" and a.shape == x.shape and a.dtype == np.uint8
+    assert f.kind == "checkpoint-lite" and a.shape == x.shape and a.dtype == np.uint8 and f.stochastic
     assert not np.array_equal(a, b)                                  # fresh noise per call
+    fill = build_filter("lite", size=H, lower_fill=0.5, learn_maps=False)   # the fill alone: deterministic
+    save_checkpoint(make_checkpoint(kind="lite", arch={"size": H, "lower_fill": 0.5, "learn_maps": False},
+                                    filter_module=fill, **common), tmp_path / "fill.pt")
+    fixed = make_filter(str(tmp_path / "fill.pt"))
+    assert not fixed.stochastic and np.array_equal(fixed(x), fixed(x))
     assert len(f.info["files"]["lite.pt"]) == 64
 
     arch = {"size": H, "base": 4, "depth": 2}

@@ -220,7 +220,10 @@ def checkpoint_filter(path: str, device: str = "cpu", batch_size: int = 256) -> 
     # runs/NAME/filter.pt (or last.pt, best.pt) is known by its run's name
     p = Path(path)
     name = p.parent.name if p.stem in ("filter", "last", "best") and p.parent.name else p.stem
-    return FilterUnderEval(name, run, True, f"checkpoint-{kind}", None, info)
+    # a lite filter whose σ is 0 everywhere (the fill alone) gives the same output every time: its attackers
+    # train on one filtered copy, as for the masks, instead of refiltering every epoch to the same images
+    stochastic = kind != "lite" or bool(np.any(module.maps()["sigma"] != 0))
+    return FilterUnderEval(name, run, stochastic, f"checkpoint-{kind}", None, info)
 
 
 # ------------------------------------------------------------------ bundles
@@ -288,7 +291,8 @@ def bundle_filter(path: str) -> FilterUnderEval:
     info = {"source": str(path), "format": "bundle", "runner": runner, "version": b.manifest.get("version"),
             "method": b.manifest.get("method"), "secret": b.manifest.get("secret"),
             "utility": b.manifest.get("utility"), "files": dict(b.manifest["files"])}
-    return FilterUnderEval(b.name, fn, True, f"bundle-{b.kind}", None, info)
+    stochastic = b.kind != "lite" or bool(np.any(b.maps["sigma"] != 0))   # as for checkpoints, above
+    return FilterUnderEval(b.name, fn, stochastic, f"bundle-{b.kind}", None, info)
 
 
 # ------------------------------------------------------------------ one entry point

@@ -174,11 +174,13 @@ def _resize_batch(images: np.ndarray, hw: Tuple[int, int]) -> np.ndarray:
     return np.stack([cv2.resize(im, (hw[1], hw[0]), interpolation=cv2.INTER_AREA) for im in images])
 
 
-def checkpoint_filter(path: str, device: str = "cpu", batch_size: int = 256) -> FilterUnderEval:
+def checkpoint_filter(path: str, device: str = "cpu", batch_size: int = 256,
+                      seed: Optional[int] = None) -> FilterUnderEval:
     """Wrap a training checkpoint (``privsdk.train.checkpoint.load_filter``) as a filter.
 
     Network input is x01 normalized with ``ckpt["norm"]`` (unet) or x01 itself (lite);
-    noise is fresh N(0, 1) of the checkpoint's noise shape; output rgb01 → uint8.
+    noise is fresh N(0, 1) of the checkpoint's noise shape, from the filter's own generator
+    (``seed``, or unseeded as on a device); output rgb01 → uint8.
     """
     import torch
 
@@ -199,6 +201,14 @@ def checkpoint_filter(path: str, device: str = "cpu", batch_size: int = 256) -> 
     else:
         noise_shape = (3, *hw)
 
+    # the filter's own generator, as a bundle has its own: drawing from torch's global one would move the
+    # attackers' random stream, so the same attacker seed would train another attacker on a checkpoint
+    noise_gen = torch.Generator(device=device)
+    if seed is None:
+        noise_gen.seed()
+    else:
+        noise_gen.manual_seed(int(seed))
+
     @torch.no_grad()
     def run(images: np.ndarray) -> np.ndarray:
         src_hw = images.shape[1:3]
@@ -208,7 +218,7 @@ def checkpoint_filter(path: str, device: str = "cpu", batch_size: int = 256) -> 
             xb = (torch.as_tensor(x[i:i + batch_size], device=device).permute(0, 3, 1, 2).float() / 255.0).contiguous()
             if mean is not None:
                 xb = (xb - mean) / std
-            z = torch.randn((xb.shape[0], *noise_shape), device=device)
+            z = torch.randn((xb.shape[0], *noise_shape), device=device, generator=noise_gen)
             outs.append(module(xb, z).float().cpu().numpy())
         return _resize_batch(_to_uint8(np.concatenate(outs)), src_hw)
 
@@ -310,7 +320,7 @@ def make_filter(spec: str, device: str = "cpu", seed: Optional[int] = None) -> F
     if p.exists():
         if p.is_dir() or p.suffix == ".zip":
             return bundle_filter(spec)
-        return checkpoint_filter(spec, device=device)
+        return checkpoint_filter(spec, device=device, seed=seed)
     kind, _, strength = spec.partition(":")
     if kind in BASELINE_STRENGTHS:
         try:

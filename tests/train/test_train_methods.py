@@ -135,7 +135,7 @@ def test_region_budget_penalizes_only_its_band():
     y.requires_grad_(True)
     z = y + 0.1  # now the band is touched too: penalty (0.01)²·1e4 per image, gradient only inside the band
     penalty = region_distortion_penalty(z, x, band)
-    assert float(penalty) == pytest.approx(1.0, rel=1e-4)
+    assert float(penalty.detach()) == pytest.approx(1.0, rel=1e-4)
     penalty.backward()
     assert float(y.grad[:, :, :10].abs().min()) > 0 and float(y.grad[:, :, 10:].abs().max()) == 0.0
     # within its budget the band costs nothing

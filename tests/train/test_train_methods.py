@@ -166,7 +166,7 @@ def test_ssim_term_is_the_evaluations_ssim_and_pays_for_change(lfw_faces):
     assert float(ssim_penalty(to_t(noisy), x, 0.0)) == 0.0
     y = to_t(noisy).requires_grad_(True)
     penalty = ssim_penalty(y, x, 2.0)
-    assert float(penalty) == pytest.approx(2.0 * (1.0 - float(np.mean(ref))), abs=1e-3)
+    assert float(penalty.detach()) == pytest.approx(2.0 * (1.0 - float(np.mean(ref))), abs=1e-3)
     penalty.backward()
     # the gradient points back towards the original: a small step along it raises the SSIM
     stepped = (y - 0.05 * y.grad / y.grad.abs().max()).detach()

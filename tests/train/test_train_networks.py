@@ -77,7 +77,7 @@ def test_lite_filter_on_a_coarse_grid_exports_smooth_full_size_maps():
     m = f.maps()
     assert all(v.shape == (3, 16, 16) for v in m.values()), "the bundle gets full-size maps for the fused kernel"
     # bilinear upsampling: neighbouring pixels differ by at most a quarter of the grid's steps
-    grid_step = float((f.scale[0, :, :, 1:] - f.scale[0, :, :, :-1]).abs().max())
+    grid_step = float((f.scale[0, :, :, 1:] - f.scale[0, :, :, :-1]).abs().max().detach())
     assert np.abs(np.diff(m["scale"], axis=2)).max() <= grid_step / 4 + 1e-6
     x, z = torch.rand(2, 3, 16, 16), torch.randn(2, 3, 16, 16)
     want = np.clip(x.numpy() * m["scale"] + m["shift"] + m["sigma"] * z.numpy(), 0, 1)

@@ -4,7 +4,9 @@ A filter under evaluation is a callable ``uint8 N×H×W×3 RGB → uint8 N×H×W
 with fresh noise per call (:mod:`.filters`: checkpoints, bundles, baselines).
 :func:`evaluate` trains fresh attackers on its output (paper 003's verification
 protocol), measures utility, and returns a JSON-ready report; :mod:`.bounds`
-holds paper 000's bounds, :mod:`.synthetic` its Section 4 experiments.
+holds paper 000's bounds, :mod:`.pose_floor` the secret read from the head pose
+alone (what a pose-keeping filter cannot hide), :mod:`.synthetic` paper 000's
+Section 4 experiments.
 
 Example::
 
@@ -22,6 +24,7 @@ from .bounds import lemma22_lower_bound, lemma23_achievable, mutual_information_
 from .filters import (BASELINE_STRENGTHS, FilterUnderEval, baseline, baseline_sweep, bundle_filter,
                       checkpoint_filter, make_filter)
 from .metrics import balanced_accuracy, classification_metrics, image_fidelity, roc_auc
+from .pose_floor import head_geometry, secret_from_pose
 from .protocol import EvalData, Evaluator, ProtocolSettings, evaluate, stratified_split
 from .report import read_report, write_report
 from .training import TrainSettings, train_model
@@ -31,4 +34,4 @@ __all__ = ["FilterUnderEval", "baseline", "baseline_sweep", "bundle_filter", "ch
            "BASELINE_STRENGTHS", "EvalData", "Evaluator", "ProtocolSettings", "evaluate", "stratified_split",
            "TrainSettings", "train_model", "balanced_accuracy", "classification_metrics", "image_fidelity",
            "roc_auc", "lemma22_lower_bound", "lemma23_achievable", "mutual_information_nats", "tradeoff_bounds",
-           "read_report", "write_report", "LabelledFaces"]
+           "read_report", "write_report", "LabelledFaces", "head_geometry", "secret_from_pose"]

@@ -11,7 +11,8 @@ Evaluate privacy filters with the protocol of DESIGN.md: fresh attackers (a CNN 
 scratch and a linear model on pixels) trained on filtered images until validation stops
 improving, fixed clean-trained attackers, utility (PSNR/SSIM, head pose on GENKI-4K,
 identity kept and verification across people by dlib when installed), baselines at
-several strengths, and paper 000's bounds. Writes OUT/report.json, OUT/tradeoff.png and
+several strengths, paper 000's bounds, and the pose floor (the secret read from the head
+pose alone, which a filter that keeps the pose cannot hide). Writes OUT/report.json, OUT/tradeoff.png and
 OUT/examples.png (test faces before and after each filter).
 
 examples:

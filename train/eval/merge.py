@@ -76,6 +76,10 @@ def merge_reports(reports: Sequence[Dict[str, Any]], sources: Sequence[str] = ()
 
     strongest = max(reports, key=clean_acc)
     merged = {k: v for k, v in first.items() if k not in ("results", "clean", "summary", "seconds")}
+    # a data statistic, the same for every report of this data and split: kept from whichever report has it
+    floor = next((rep["pose_floor"] for rep in reports if "pose_floor" in rep), None)
+    if floor is not None:
+        merged["pose_floor"] = floor
     merged.update(results=results, clean=strongest.get("clean", {}),
                   merged_from=[{"source": src, "created": rep.get("created"),
                                 "settings": rep.get("protocol", {}).get("settings"),

@@ -3,7 +3,8 @@
 Left: privacy (the worst retrained attacker's balanced accuracy; lower is more
 private) against utility (SSIM by default; pose-MAE ratio or identity kept when
 measured); each baseline kind is a curve over its strengths, evaluated filters
-are stars; chance and the clean attacker are marked. Right (when the report has
+are stars; chance, the clean attacker and the pose floor (the secret read from
+the pose alone, when measured) are marked. Right (when the report has
 bounds): paper 000's plane, I(S; Y) against I(U; X | Y) in nats, with Lemma 2.2
 (lower) and Lemma 2.3 (achievable) and each filter's empirical point.
 ``plot_examples`` draws test faces before and after each filter (``examples.png``).
@@ -87,6 +88,10 @@ def plot_tradeoff(report: Dict[str, Any], path: Union[str, Path], utility: str =
     clean = report.get("clean", {}).get("worst_attacker", {}).get("balanced_accuracy")
     if clean is not None:
         ax.axvline(clean, color="black", linestyle=":", label=f"clean attacker ({clean:.2f})")
+    floor = report.get("pose_floor")
+    if floor:   # a filter that keeps the pose keeps at least this much of the secret
+        ax.axvline(floor["balanced_accuracy"], color="tab:brown", linestyle="-.",
+                   label=f"{floor['source']} alone ({floor['balanced_accuracy']:.2f})")
     ax.set_xlabel("privacy: worst retrained attacker, balanced accuracy (lower is better)")
     ax.set_ylabel(UTILITY_AXES[utility][0])
     ax.set_title(f"{report.get('data', {}).get('name', '')}: secret '{report.get('data', {}).get('secret', '')}'")

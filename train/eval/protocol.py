@@ -23,6 +23,10 @@ For a fixed filter and a data split:
    GENKI-4K), Lemma 2.2 / 2.3 from the secret × utility contingency table, and
    each filter's empirical point (I(S; Y), I(U; X | Y)) in nats, I(U; X | Y)
    estimated by a utility classifier retrained on filtered images.
+6. **Pose floor**: the secret predicted from the head pose alone (the pose labels
+   when the data has them, else the head's roll, scale and shift registered from
+   the upper face): what a filter that keeps the pose cannot hide
+   (:mod:`.pose_floor`).
 
 Example::
 
@@ -177,6 +181,7 @@ class ProtocolSettings:
     identity: Optional[bool] = None        # None: when dlib is installed
     identity_faces: int = 200
     bounds: bool = True                    # when a categorical utility label exists
+    pose_floor: bool = True                # the secret read from the pose alone (pose_floor.py)
     utility_label: Optional[str] = None    # None: "yaw_tercile" when yaw is present
     seed: int = 0
     progress: bool = True
@@ -215,6 +220,16 @@ def _pose_mae_degrees(model: TrainedModel, images: np.ndarray, targets: np.ndarr
 
 def _attack(model: TrainedModel, images: np.ndarray, labels: np.ndarray) -> Dict[str, Any]:
     return classification_metrics(labels, model.predict_proba(images), model.predict_balanced(images))
+
+
+def _pose_floor(data: EvalData) -> Dict[str, Any]:
+    from .pose_floor import secret_from_pose
+
+    started = time.time()
+    floor = secret_from_pose(data.images, data.labels, data.secret)
+    _log.info("pose floor: the secret read from the %s alone at balanced accuracy %.3f (AUC %.3f)",
+              floor["source"], floor["balanced_accuracy"], floor["auc"])
+    return {**floor, "seconds": round(time.time() - started, 2)}
 
 
 def _has_pose(data: EvalData) -> bool:
@@ -419,6 +434,9 @@ def evaluate(filters: Sequence[FilterUnderEval], data: EvalData, settings: Optio
         table = bounds_mod.contingency_table(ev.utility_labels["train"], ev.y["train"])
         report["bounds"] = {"utility_label": s.utility_label or "yaw_tercile",
                             **bounds_mod.tradeoff_bounds(table)}
+    # cross-set, the floor would mix two sets' pose statistics: it is measured on each set alone
+    if s.pose_floor and data.info.get("train_set", data.name) == data.info.get("test_set", data.name):
+        report["pose_floor"] = _pose_floor(data)
     report["summary"] = report_mod.headline(report)
     report["unsaturated_models"] = report_mod.unsaturated_models(report)
     if report["unsaturated_models"]:

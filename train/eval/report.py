@@ -160,6 +160,8 @@ def headline(report: Dict[str, Any]) -> Dict[str, Any]:
             out["identity_verification_pairs"] = ver["pairs"]
     if "pose" in u:
         out["pose_mae_ratio"] = u["pose"].get("fixed_mae_ratio")
+    if "pose_floor" in report:
+        out["pose_floor_balanced_accuracy"] = report["pose_floor"]["balanced_accuracy"]
     return out
 
 
@@ -221,6 +223,10 @@ def summary_table(report: Dict[str, Any]) -> str:
     ch = report.get("chance", {})
     rows.append(("(chance)", "-", _f(ch.get("balanced_accuracy")), "0.500", "0.000", "-", "-", "-",
                  f"majority {_f(ch.get('majority_rate'))}"))
+    floor = report.get("pose_floor")
+    if floor:   # what an attacker reads from the pose alone: a pose-keeping filter cannot go below it
+        rows.append(("(pose floor)", "-", _f(floor["balanced_accuracy"]), _f(floor["auc"]), "-", "-", "-", "-",
+                     f"the secret read from the {floor['source']} alone"))
     widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
     table = "\n".join("  ".join(str(c).ljust(w) for c, w in zip(r, widths)) for r in rows)
     capped = unsaturated_models(report)

@@ -136,3 +136,20 @@ def test_the_report_table_merge_and_plot_carry_the_pose_floor(face64, tmp_path):
     assert merged["pose_floor"]["balanced_accuracy"] == floor["balanced_accuracy"]
     png = plot_tradeoff(merged, tmp_path / "tradeoff.png")
     assert png.exists() and png.stat().st_size > 0
+
+
+def test_a_cross_set_run_reports_no_pose_floor(face64):
+    from types import SimpleNamespace
+
+    from privsdk.train.eval.protocol import stratified_split
+
+    secret = np.arange(80) % 2
+    faces = np.repeat(np.stack([_turned(face64, 3.0 if s else -3.0) for s in secret])[..., None], 3, axis=3)
+    a = SimpleNamespace(name="setA", images=faces[:40], labels={"smile": secret[:40]})
+    b = SimpleNamespace(name="setB", images=faces[40:], labels={"smile": secret[40:]})
+    data = EvalData.from_dataset(a, stratified_split(a.labels["smile"], seed=0), "smile",
+                                 b, stratified_split(b.labels["smile"], seed=0))
+    settings = ProtocolSettings.quick_settings(identity=False, progress=False, attackers=("linear",))
+    settings.train.max_epochs = 1
+    # two sets' pose statistics would be mixed: the floor is measured on each set alone
+    assert "pose_floor" not in evaluate([baseline("identity")], data, settings)

@@ -91,7 +91,7 @@ def plot_tradeoff(report: Dict[str, Any], path: Union[str, Path], utility: str =
     floor = report.get("pose_floor")
     if floor:   # a filter that keeps the pose keeps at least this much of the secret
         ax.axvline(floor["balanced_accuracy"], color="tab:brown", linestyle="-.",
-                   label=f"{floor['source']} alone ({floor['balanced_accuracy']:.2f})")
+                   label=f"pose floor: {floor['source']} alone ({floor['balanced_accuracy']:.2f})")
     ax.set_xlabel("privacy: worst retrained attacker, balanced accuracy (lower is better)")
     ax.set_ylabel(UTILITY_AXES[utility][0])
     ax.set_title(f"{report.get('data', {}).get('name', '')}: secret '{report.get('data', {}).get('secret', '')}'")

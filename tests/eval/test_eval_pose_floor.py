@@ -12,7 +12,7 @@ import pytest
 
 from privsdk.errors import InputError
 from privsdk.train.eval import EvalData, ProtocolSettings, baseline, evaluate
-from privsdk.train.eval.pose_floor import (GEOMETRY_FEATURES, head_geometry, quadratic_features,
+from privsdk.train.eval.pose_floor import (GEOMETRY_FEATURES, head_geometry, level_heads, quadratic_features,
                                            secret_from_features, secret_from_pose)
 
 SPLITS = ("train", "val", "test")
@@ -50,6 +50,19 @@ def test_head_geometry_gives_nan_not_a_guess_when_registration_fails(face64):
         head_geometry(flat, face64[:32])
     with pytest.raises(InputError, match="N×H×W"):
         head_geometry(np.zeros((0, 64, 64), np.uint8))
+
+
+def test_level_heads_turns_each_face_back_and_leaves_what_it_cannot_register(face64):
+    turned = np.stack([_turned(face64, a) for a in (-5.0, 4.0)] + [np.full((64, 64), 90, np.uint8)])
+    colour = np.repeat(turned[..., None], 3, axis=3)
+    levelled = level_heads(colour, face64)
+    assert levelled.shape == colour.shape and levelled.dtype == np.uint8
+    roll = head_geometry(levelled[:2], face64)[:, 0]
+    assert np.abs(roll).max() < 0.6                                  # was -5° and 4°
+    assert np.abs(levelled[:2, 16:48, 16:48].astype(int) - face64[16:48, 16:48, None]).mean() < 6
+    assert np.array_equal(levelled[2], colour[2])                     # nothing registered: left as it is
+    with pytest.raises(InputError, match="uint8"):
+        level_heads(colour.astype(np.float32), face64)
 
 
 def _split(values, labels, rng):

@@ -24,7 +24,7 @@ from .bounds import lemma22_lower_bound, lemma23_achievable, mutual_information_
 from .filters import (BASELINE_STRENGTHS, FilterUnderEval, baseline, baseline_sweep, bundle_filter,
                       checkpoint_filter, make_filter)
 from .metrics import balanced_accuracy, classification_metrics, image_fidelity, roc_auc
-from .pose_floor import head_geometry, secret_from_pose
+from .pose_floor import head_geometry, level_heads, secret_from_pose
 from .protocol import EvalData, Evaluator, ProtocolSettings, evaluate, stratified_split
 from .report import read_report, write_report
 from .training import TrainSettings, train_model
@@ -34,4 +34,4 @@ __all__ = ["FilterUnderEval", "baseline", "baseline_sweep", "bundle_filter", "ch
            "BASELINE_STRENGTHS", "EvalData", "Evaluator", "ProtocolSettings", "evaluate", "stratified_split",
            "TrainSettings", "train_model", "balanced_accuracy", "classification_metrics", "image_fidelity",
            "roc_auc", "lemma22_lower_bound", "lemma23_achievable", "mutual_information_nats", "tradeoff_bounds",
-           "read_report", "write_report", "LabelledFaces", "head_geometry", "secret_from_pose"]
+           "read_report", "write_report", "LabelledFaces", "head_geometry", "level_heads", "secret_from_pose"]

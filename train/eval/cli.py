@@ -12,8 +12,8 @@ scratch and a linear model on pixels) trained on filtered images until validatio
 improving, fixed clean-trained attackers, utility (PSNR/SSIM, head pose on GENKI-4K,
 identity kept and verification across people by dlib when installed), baselines at
 several strengths, paper 000's bounds, and the pose floor (the secret read from the head
-pose alone, which a filter that keeps the pose cannot hide). Writes OUT/report.json, OUT/tradeoff.png and
-OUT/examples.png (test faces before and after each filter).
+pose alone, which a filter that keeps the pose cannot hide). Writes OUT/report.json,
+OUT/tradeoff.png and OUT/examples.png (test faces before and after each filter).
 
 examples:
   privsdk eval --filter runs/emotion/best.pt --data smilesmiled=../shared/data/SMILEsmileD --baselines

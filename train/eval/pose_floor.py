@@ -101,8 +101,9 @@ def secret_from_features(features: Dict[str, np.ndarray], labels: Dict[str, np.n
     raw = {s: np.asarray(features[s], dtype=np.float64).reshape(len(features[s]), -1) for s in SPLITS}
     if raw["train"].shape[1] != len(names):
         raise InputError(f"secret_from_features: {raw['train'].shape[1]} feature columns but {len(names)} names")
-    median = np.nanmedian(np.where(np.isfinite(raw["train"]), raw["train"], np.nan), axis=0)
-    median = np.where(np.isfinite(median), median, 0.0)
+    finite = np.isfinite(raw["train"])
+    median = np.array([np.median(raw["train"][finite[:, j], j]) if finite[:, j].any() else 0.0
+                       for j in range(raw["train"].shape[1])])
     for s in SPLITS:
         raw[s] = np.where(np.isfinite(raw[s]), raw[s], median)
     quad = {s: quadratic_features(raw[s]) for s in SPLITS}
@@ -129,12 +130,14 @@ def secret_from_features(features: Dict[str, np.ndarray], labels: Dict[str, np.n
 
 def _grey(images: np.ndarray) -> np.ndarray:
     x = np.asarray(images)
-    if x.ndim == 4:
-        x = x.astype(np.float32).mean(axis=3)
-    if x.ndim != 3 or x.shape[0] == 0:
+    if x.ndim not in (3, 4) or x.shape[0] == 0:
         raise InputError(f"head_geometry: expected N×H×W or N×H×W×C images with N > 0, got shape {x.shape}")
+    # uint8 is 0-255; a float array is taken as 0-1 unless its values say 0-255
+    scale = 255.0 if x.dtype == np.uint8 or (x.size and float(np.nanmax(x)) > 1.5) else 1.0
     x = x.astype(np.float32)
-    return x / 255.0 if x.max() > 1.5 else x
+    if x.ndim == 4:
+        x = x.mean(axis=3)
+    return x / scale
 
 
 def head_geometry(images: np.ndarray, template: Optional[np.ndarray] = None,

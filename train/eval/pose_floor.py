@@ -24,7 +24,7 @@ Example::
     y = {s: rng.integers(0, 2, n) for s, n in (("train", 400), ("val", 100), ("test", 100))}
     roll = {s: 3.0 * (2 * v - 1) + rng.normal(0, 3, len(v)) for s, v in y.items()}
     floor = secret_from_features({s: r[:, None] for s, r in roll.items()}, y, ["roll"])
-    floor["balanced_accuracy"]          # about 0.84: this "pose" gives the secret away
+    floor["balanced_accuracy"]          # 0.92: this "pose" gives the secret away
 """
 from __future__ import annotations
 

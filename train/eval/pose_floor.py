@@ -8,9 +8,11 @@ photo. This module measures that floor from the data, before any filter:
 - **From pose labels** (GENKI-4K's yaw, pitch, roll): a classifier that sees only the three
   angles.
 - **From the head's geometry in the crop** (sets without pose labels, e.g. SMILEsmileD): the
-  roll, scale and shift of each face's upper half, found by registering it (OpenCV's ECC,
-  affine) onto the mean face of the training split. Only the upper half is registered so that
-  the mouth, where the smile is drawn, does not move the estimate.
+  roll and shift of each face's upper half, found by registering it (OpenCV's ECC, a rotation
+  and a shift) onto the mean face of the training split. Only the upper half is registered so
+  that the mouth, where the smile is drawn, does not move the estimate. (A full affine
+  registration lost a quarter of SMILEsmileD's faces to implausible scales and shears; the
+  scale it found carried nothing of the smile.)
 
 The classifier is a class-weighted logistic regression on the standardized features, their
 squares and pairwise products (a quadratic boundary: a tilt either way can mean a smile),
@@ -37,7 +39,7 @@ from privsdk.errors import InputError
 from .metrics import classification_metrics
 
 SPLITS = ("train", "val", "test")
-GEOMETRY_FEATURES = ("roll_deg", "log_scale", "shift_x_px", "shift_y_px")
+GEOMETRY_FEATURES = ("roll_deg", "shift_x_px", "shift_y_px")
 WEIGHT_DECAYS = (1e-4, 1e-3, 1e-2, 1e-1)
 
 
@@ -133,16 +135,16 @@ def _grey(images: np.ndarray) -> np.ndarray:
     if x.ndim not in (3, 4) or x.shape[0] == 0:
         raise InputError(f"head_geometry: expected N×H×W or N×H×W×C images with N > 0, got shape {x.shape}")
     # uint8 is 0-255; a float array is taken as 0-1 unless its values say 0-255
-    scale = 255.0 if x.dtype == np.uint8 or (x.size and float(np.nanmax(x)) > 1.5) else 1.0
+    unit = 255.0 if x.dtype == np.uint8 or (x.size and float(np.nanmax(x)) > 1.5) else 1.0
     x = x.astype(np.float32)
     if x.ndim == 4:
         x = x.mean(axis=3)
-    return x / scale
+    return x / unit
 
 
 def head_geometry(images: np.ndarray, template: Optional[np.ndarray] = None,
                   upper_share: float = 0.5) -> np.ndarray:
-    """Roll, scale and shift of each face's upper part against a template face (N×4, NaN where ECC fails).
+    """Roll and shift of each face's upper part against a template face (N×3, NaN where ECC fails).
 
     Args:
         images: N×H×W(×C) uint8 (0-255) or float (0-1) face crops.
@@ -151,10 +153,10 @@ def head_geometry(images: np.ndarray, template: Optional[np.ndarray] = None,
             aligned crops, above the mouth).
 
     Returns:
-        float64 N×4: roll in degrees (positive: the face turned clockwise in the picture), log of
-        the scale, shift of the crop's centre in x and y in pixels (:data:`GEOMETRY_FEATURES`,
-        all against the template); a row is NaN when the registration fails or lands
-        implausibly far (|roll| > 30°, scale outside 0.7-1.4, shift beyond an eighth of the side).
+        float64 N×3: roll in degrees (positive: the face turned clockwise in the picture) and the
+        shift of the crop's centre in x and y in pixels (:data:`GEOMETRY_FEATURES`, against the
+        template); a row is NaN when the registration fails or lands
+        implausibly far (|roll| > 30°, shift beyond an eighth of the side).
     """
     import cv2
 
@@ -173,17 +175,16 @@ def head_geometry(images: np.ndarray, template: Optional[np.ndarray] = None,
     for i in range(n):
         warp = np.eye(2, 3, dtype=np.float32)
         try:
-            _, warp = cv2.findTransformECC(t, np.ascontiguousarray(x[i]), warp, cv2.MOTION_AFFINE, criteria, mask, 3)
+            _, warp = cv2.findTransformECC(t, np.ascontiguousarray(x[i]), warp, cv2.MOTION_EUCLIDEAN, criteria, mask, 3)
         except cv2.error:       # no convergence (e.g. a blank face): no estimate, not a guess
             continue
         a, b, tx, c, d, ty = warp.ravel().astype(np.float64)
-        scale = float(np.sqrt(abs(a * d - b * c)))
         roll = float(np.degrees(np.arctan2(c, a)))
         # the shift of the crop's centre, so that a roll about the centre does not read as a shift
         sx, sy = a * cx + b * cy + tx - cx, c * cx + d * cy + ty - cy
-        if abs(roll) > 30 or not 0.7 <= scale <= 1.4 or max(abs(sx), abs(sy)) > max(h, w) / 8:
+        if abs(roll) > 30 or max(abs(sx), abs(sy)) > max(h, w) / 8:
             continue
-        out[i] = (roll, np.log(scale), sx, sy)
+        out[i] = (roll, sx, sy)
     return out
 
 

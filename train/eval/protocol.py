@@ -24,7 +24,7 @@ For a fixed filter and a data split:
    each filter's empirical point (I(S; Y), I(U; X | Y)) in nats, I(U; X | Y)
    estimated by a utility classifier retrained on filtered images.
 6. **Pose floor**: the secret predicted from the head pose alone (the pose labels
-   when the data has them, else the head's roll, scale and shift registered from
+   when the data has them, else the head's roll and shift registered from
    the upper face): what a filter that keeps the pose cannot hide
    (:mod:`.pose_floor`).
 

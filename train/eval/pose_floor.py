@@ -189,7 +189,7 @@ def head_geometry(images: np.ndarray, template: Optional[np.ndarray] = None,
 
 
 def level_heads(images: np.ndarray, template: np.ndarray, upper_share: float = 0.5) -> np.ndarray:
-    """Each face turned back by its registered roll (:func:`head_geometry`), so its eyes sit level like the template's.
+    """Each face turned back by its registered roll (:func:`head_geometry`): its eyes sit level like the template's.
 
     The way through the pose floor, at the cost of the pose: what a filter would do before hiding the rest.
     A face whose registration fails is returned as it is. Turns about the crop's centre, edges replicated.
@@ -241,9 +241,10 @@ def secret_from_pose(images: Dict[str, np.ndarray], labels: Dict[str, Dict[str, 
     feats = {s: head_geometry(images[s], template) for s in SPLITS}
     failed = float(np.mean(np.concatenate([~np.isfinite(f).all(axis=1) for f in feats.values()])))
     result = secret_from_features(feats, y, list(GEOMETRY_FEATURES))
-    means: Dict[str, List[float]] = {}
+    means: Dict[str, Optional[List[float]]] = {}   # None: no face of that class was registered
     for c in np.unique(y["train"]):
         rows = feats["train"][y["train"] == c]
-        means[str(int(c))] = [float(v) for v in np.nanmean(rows, axis=0)]
+        rows = rows[np.isfinite(rows).all(axis=1)]
+        means[str(int(c))] = [float(v) for v in rows.mean(axis=0)] if len(rows) else None
     return {**result, "source": "head geometry", "registration_failed_share": failed,
             "train_feature_means_by_class": means}

@@ -37,6 +37,7 @@ import numpy as np
 from privsdk.errors import InputError
 
 from .metrics import classification_metrics
+from .training import _softmax
 
 SPLITS = ("train", "val", "test")
 GEOMETRY_FEATURES = ("roll_deg", "shift_x_px", "shift_y_px")
@@ -71,12 +72,6 @@ def _fit_logistic(x: np.ndarray, y: np.ndarray, classes: int, weight_decay: floa
 
     opt.step(closure)
     return w.detach().numpy(), b.detach().numpy()
-
-
-def _softmax(z: np.ndarray) -> np.ndarray:
-    z = z - z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
 
 
 def secret_from_features(features: Dict[str, np.ndarray], labels: Dict[str, np.ndarray],

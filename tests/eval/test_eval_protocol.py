@@ -3,7 +3,8 @@
 Real LFW faces (scikit-image); the "secret" positives carry a bright square.
 Through the identity "filter" the retrained attackers must find it (high balanced
 accuracy, > 0.5 bits of leakage); through a blanking filter they must be at chance
-with ~0 bits. Both attackers (CNN from scratch and linear on pixels) run.
+with ~0 bits. All three attackers (CNN from scratch, linear on pixels by SGD, logistic
+regression on pixels fit to convergence) run.
 """
 import numpy as np
 import pytest
@@ -32,13 +33,16 @@ def evaluator(trivial):
 def test_identity_filter_leaks_the_visible_secret(evaluator):
     r = evaluator.evaluate_filter(baseline("identity"))
     p = r["privacy"]
-    assert set(p["attackers"]) == {"cnn", "linear"}
+    assert set(p["attackers"]) == {"cnn", "linear", "logistic"}
     assert p["worst_attacker"]["balanced_accuracy"] >= 0.9
     assert p["worst_attacker"]["auc"] >= 0.95
     assert p["leakage_bits"] > 0.5
-    for arch, a in p["attackers"].items():
-        assert 1 <= a["training"]["epochs_used"] <= 6 and a["training"]["best_epoch"] >= 1
-    assert p["fixed_attackers"]["linear"]["balanced_accuracy"] >= 0.9   # clean-trained, unchanged input
+    for arch in ("cnn", "linear"):
+        t = p["attackers"][arch]["training"]
+        assert 1 <= t["epochs_used"] <= 6 and t["best_epoch"] >= 1
+    assert p["attackers"]["logistic"]["training"]["converged"]
+    for arch in ("linear", "logistic"):
+        assert p["fixed_attackers"][arch]["balanced_accuracy"] >= 0.9   # clean-trained, unchanged input
     assert r["utility"]["fidelity"]["ssim"] == pytest.approx(1.0)
 
 
@@ -105,3 +109,25 @@ def test_cross_set_data_trains_on_one_set_and_tests_on_the_other(lfw_faces):
     small = data.subset(6, seed=0)
     assert all(len(small.images[s]) <= 7 for s in ("train", "val", "test"))
     assert set(small.labels["train"]["smile"]) == {0, 1}
+
+
+def test_sgd_attackers_are_restarted_and_the_lowest_validation_loss_kept(trivial):
+    settings = ProtocolSettings.quick_settings(attackers=("linear", "logistic"), identity=False, pose=False,
+                                               bounds=False, fixed_attackers=False, progress=False, restarts=3)
+    r = Evaluator(trivial, settings).evaluate_filter(baseline("blur", 2.0))
+    linear = r["privacy"]["attackers"]["linear"]
+    runs = linear["restarts"]
+    assert len(runs) == 3 and len({run["seed"] for run in runs}) == 3
+    kept = [run for run in runs if run["kept"]]
+    assert len(kept) == 1 and kept[0]["best_val_loss"] == min(run["best_val_loss"] for run in runs)
+    assert kept[0]["test_balanced_accuracy"] == linear["balanced_accuracy"]
+    assert kept[0]["best_epoch"] == linear["training"]["best_epoch"]
+    # the logistic attacker is fit to convergence: nothing to restart
+    assert "restarts" not in r["privacy"]["attackers"]["logistic"]
+    # one run: the report is as before restarts existed
+    settings.restarts = 1
+    single = Evaluator(trivial, settings).evaluate_filter(baseline("blur", 2.0))
+    assert "restarts" not in single["privacy"]["attackers"]["linear"]
+    # ... and its one run is the first of the three (the same seed)
+    assert min(single["privacy"]["attackers"]["linear"]["training"]["val_loss_history"]) == \
+        pytest.approx(runs[0]["best_val_loss"], abs=1e-6)

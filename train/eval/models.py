@@ -23,7 +23,8 @@ from torch import nn
 
 from privsdk.errors import InputError
 
-ARCHITECTURES = ("cnn", "linear")
+# "logistic" is the same linear model as "linear", fit to convergence instead of by SGD (training.fit_logistic)
+ARCHITECTURES = ("cnn", "linear", "logistic")
 
 
 class _Block(nn.Module):
@@ -73,6 +74,6 @@ def build_model(arch: str, outputs: int, image_size: Tuple[int, int] = (64, 64),
     """An attacker / utility model: ``arch`` in :data:`ARCHITECTURES`."""
     if arch == "cnn":
         return SmallResNet(outputs, width=width)
-    if arch == "linear":
+    if arch in ("linear", "logistic"):
         return LinearPixels(outputs, image_size)
     raise InputError(f"model architecture {arch!r}: expected one of {ARCHITECTURES}")

@@ -8,8 +8,12 @@ For a fixed filter and a data split:
 2. **Retrained attackers** (paper 003's verification protocol): each
    architecture trained from scratch on filtered training images (re-filtered
    every epoch when the filter is stochastic), early-stopped on filtered
-   validation images, scored on filtered test images (balanced accuracy, AUC).
-   The strongest attacker is the headline; leakage in bits is
+   validation images, each trained ``restarts`` times from different seeds
+   with the lowest validation loss kept, scored on filtered test images
+   (balanced accuracy, AUC);
+   and a logistic regression on the pixels fit to convergence, its L2 weight
+   picked on the validation loss (``logistic``; deterministic where SGD's early
+   stop is not). The strongest attacker is the headline; leakage in bits is
    H(S) − its calibrated test cross-entropy (a lower bound on I(S; Y));
    InfoScrub's mean attacker entropy (bits) is reported beside it.
 3. **Fixed attackers**: the clean-trained attackers applied to filtered test images.
@@ -39,7 +43,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -51,7 +55,7 @@ from . import report as report_mod
 from .filters import FilterUnderEval, check_images
 from .metrics import (balanced_accuracy, classification_metrics, image_fidelity, label_entropy_bits,
                       majority_rate)
-from .training import TrainedModel, TrainSettings, pick_device, train_model
+from .training import TrainedModel, TrainSettings, fit_logistic, pick_device, train_model
 from .verification import LabelledFaces
 
 _log = get_logger(__name__)
@@ -172,7 +176,7 @@ def stratified_split(labels: np.ndarray, fractions: Sequence[float] = (0.6, 0.2,
 class ProtocolSettings:
     """What the protocol runs; every field is recorded in ``report["protocol"]``."""
 
-    attackers: Sequence[str] = ("cnn", "linear")
+    attackers: Sequence[str] = ("cnn", "linear", "logistic")
     train: TrainSettings = field(default_factory=TrainSettings)
     quick: bool = False
     fixed_attackers: bool = True
@@ -182,6 +186,10 @@ class ProtocolSettings:
     identity_faces: int = 200
     bounds: bool = True                    # when a categorical utility label exists
     pose_floor: bool = True                # the secret read from the pose alone (pose_floor.py)
+    # every SGD-trained attacker (cnn, linear) is trained this many times from different seeds and the run with
+    # the lowest validation loss is kept: one run's reading depends on where its noisy validation loss dipped
+    # (one filter's CNN read 0.56-0.66 over seeds), and an attacker who retrains would retrain more than once
+    restarts: int = 3
     utility_label: Optional[str] = None    # None: "yaw_tercile" when yaw is present
     seed: int = 0
     progress: bool = True
@@ -190,7 +198,7 @@ class ProtocolSettings:
     def quick_settings(cls, **overrides: Any) -> "ProtocolSettings":
         """Few epochs, small models: a smoke run, not a measurement."""
         train = TrainSettings(max_epochs=4, patience=2, width=8, batch_size=64, min_steps_per_epoch=5)
-        base = dict(quick=True, train=train, identity_faces=20)
+        base = dict(quick=True, train=train, identity_faces=20, restarts=1)
         base.update(overrides)
         return cls(**base)
 
@@ -260,8 +268,35 @@ class Evaluator:
     def _settings(self, offset: int) -> TrainSettings:
         return TrainSettings(**{**self.s.train.to_dict(), "seed": self.s.seed + offset})
 
+    def _train_attacker(self, arch: str, flt: Optional[FilterUnderEval], val_images: np.ndarray, desc: str,
+                        offset: int, test_images: np.ndarray) -> Tuple[TrainedModel, Dict[str, Any]]:
+        """The attacker ``arch`` retrained ``restarts`` times (seeds apart by 1000), the lowest validation loss kept.
+
+        Returns the kept model and its report entry: test metrics, its training, and every restart's best
+        validation loss and test balanced accuracy (the spread the kept run was drawn from).
+        """
+        n = 1 if arch == "logistic" else max(1, int(self.s.restarts))
+        runs = []
+        for r in range(n):
+            label = desc if n == 1 else f"{desc} (run {r + 1}/{n})"
+            m = self._train(arch, "classify", self.y, flt, val_images, label, offset + 1000 * r)
+            runs.append((min(m.history) if m.history else np.inf, r, m))
+        kept = min(runs, key=lambda t: (t[0], t[1]))[2]
+        entry = {**_attack(kept, test_images, self.y["test"]), "training": kept.summary()}
+        if n > 1:
+            entry["restarts"] = [{"seed": self.s.seed + offset + 1000 * r, "best_val_loss": round(float(v), 6),
+                                  "best_epoch": m.best_epoch, "kept": m is kept,
+                                  "test_balanced_accuracy": _attack(m, test_images, self.y["test"])["balanced_accuracy"]}
+                                 for v, r, m in runs]
+        return kept, entry
+
     def _train(self, arch: str, task: str, targets: Dict[str, np.ndarray], flt: Optional[FilterUnderEval],
                val_images: np.ndarray, desc: str, offset: int) -> TrainedModel:
+        if arch == "logistic":
+            if task != "classify":
+                raise InputError(f"the logistic attacker classifies; {task!r} needs 'cnn' or 'linear'")
+            return fit_logistic(self.data.images["train"], targets["train"], val_images, targets["val"],
+                                filter_fn=flt, settings=self._settings(offset))
         return train_model(arch, task, self.data.images["train"], targets["train"], val_images, targets["val"],
                            filter_fn=flt, refilter=bool(flt is not None and flt.stochastic),
                            settings=self._settings(offset), desc=desc, progress=self.s.progress)
@@ -274,9 +309,8 @@ class Evaluator:
         d, imgs = self.data, self.data.images
         out: Dict[str, Any] = {"attackers": {}, "models": {}}
         for i, arch in enumerate(self.s.attackers):
-            m = self._train(arch, "classify", self.y, None, imgs["val"], f"clean {arch} attacker", i)
-            out["models"][arch] = m
-            out["attackers"][arch] = {**_attack(m, imgs["test"], self.y["test"]), "training": m.summary()}
+            out["models"][arch], out["attackers"][arch] = self._train_attacker(
+                arch, None, imgs["val"], f"clean {arch} attacker", i, imgs["test"])
         best = max(out["attackers"], key=lambda a: out["attackers"][a]["balanced_accuracy"])
         out["worst_attacker"] = {"arch": best, **{k: out["attackers"][best][k] for k in
                                                   ("balanced_accuracy", "auc", "leakage_bits")}}
@@ -325,8 +359,8 @@ class Evaluator:
         val_f, test_f = flt(imgs["val"]), flt(imgs["test"])
         attackers: Dict[str, Any] = {}
         for i, arch in enumerate(self.s.attackers):
-            m = self._train(arch, "classify", self.y, flt, val_f, f"{flt.name}: {arch} attacker", 10 + i)
-            attackers[arch] = {**_attack(m, test_f, self.y["test"]), "training": m.summary()}
+            _, attackers[arch] = self._train_attacker(arch, flt, val_f, f"{flt.name}: {arch} attacker", 10 + i,
+                                                      test_f)
         worst = max(attackers, key=lambda a: attackers[a]["balanced_accuracy"])
         leak_arch = max(attackers, key=lambda a: attackers[a]["leakage_bits"])
         privacy = {
@@ -411,7 +445,9 @@ def evaluate(filters: Sequence[FilterUnderEval], data: EvalData, settings: Optio
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "protocol": {
             "description": "privsdk eval: fresh attackers trained on filtered train images (re-filtered every "
-                           "epoch when stochastic), early-stopped on filtered val images (patience), scored on "
+                           "epoch when stochastic), early-stopped on filtered val images (patience), each SGD-trained "
+                           "attacker trained `restarts` times and the lowest val loss kept, plus a logistic "
+                           "regression on pixels fit to convergence (L2 picked on val loss), scored on "
                            "filtered test images; balanced accuracy and AUC; worst attacker is the headline "
                            "(paper 003 verification protocol). Leakage bits = H(S) - calibrated test "
                            "cross-entropy (prior-corrected, temperature fitted on val). Bounds: paper 000 "

@@ -25,9 +25,12 @@ def csv_set(lfw_faces, tmp_path_factory):
 def test_cli_writes_report_and_plot(csv_set, tmp_path, capsys):
     out = tmp_path / "eval"
     rc = main(["-q", "eval", "--filter", "identity", "--filter", "full_mask:1", "--data", f"csv={csv_set}",
-               "--size", "24", "--attackers", "linear", "--identity", "off", "--quick", "--out", str(out)])
+               "--size", "24", "--attackers", "linear", "--identity", "off", "--quick", "--restarts", "2",
+               "--out", str(out)])
     assert rc == 0
     report = read_report(out)
+    assert report["protocol"]["settings"]["restarts"] == 2
+    assert all(len(r["privacy"]["attackers"]["linear"]["restarts"]) == 2 for r in report["results"])
     assert (out / "tradeoff.png").stat().st_size > 10_000
     # the originals and one row per filter: 3 rows of faces
     examples = pytest.importorskip("cv2").imread(str(out / "examples.png"))
@@ -46,6 +49,7 @@ def test_cli_writes_report_and_plot(csv_set, tmp_path, capsys):
     (["--data", "csv=x.csv"], "nothing to evaluate"),
     (["--baselines", "sharpen", "--data", "csv=x.csv"], "unknown kind"),
     (["--filter", "sharpen:3", "--data", "csv=x.csv"], "not an existing checkpoint or bundle"),
+    (["--filter", "blur:2", "--data", "csv=x.csv", "--restarts", "0"], "at least 1 run per attacker"),
 ])
 def test_cli_says_what_is_missing(argv, message, tmp_path):
     from privsdk.cli import build_parser

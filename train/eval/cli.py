@@ -202,6 +202,8 @@ def main(args: argparse.Namespace) -> int:
         raise InputError("privsdk eval: --data NAME=PATH is required (e.g. smilesmiled=../shared/data/SMILEsmileD)")
     if not args.filter and not args.baselines:
         raise InputError("privsdk eval: nothing to evaluate; expected --filter FILTER and/or --baselines")
+    if args.restarts is not None and args.restarts < 1:
+        raise InputError(f"privsdk eval: --restarts {args.restarts}; expected at least 1 run per attacker")
     device = pick_device(args.device)
     log.info("Running on %s", device)
     filters = [make_filter(spec, device=device) for spec in args.filter]
@@ -240,8 +242,6 @@ def main(args: argparse.Namespace) -> int:
     if args.lr_drop_patience:
         settings.train.lr_drop_patience = args.lr_drop_patience
     if args.restarts is not None:
-        if args.restarts < 1:
-            raise InputError(f"--restarts {args.restarts}: expected at least 1")
         settings.restarts = args.restarts
     if args.identity_faces:
         settings.identity_faces = args.identity_faces

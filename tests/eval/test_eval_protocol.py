@@ -122,6 +122,16 @@ def test_sgd_attackers_are_restarted_and_the_lowest_validation_loss_kept(trivial
     assert len(kept) == 1 and kept[0]["best_val_loss"] == min(run["best_val_loss"] for run in runs)
     assert kept[0]["test_balanced_accuracy"] == linear["balanced_accuracy"]
     assert kept[0]["best_epoch"] == linear["training"]["best_epoch"]
+    # the table shows the worst attacker's spread (made the worst here, whichever of the two read more)
+    import copy
+
+    from privsdk.train.eval.report import summary_table
+    shown = copy.deepcopy(r)
+    shown["privacy"]["worst_attacker"]["arch"] = "linear"
+    lo, hi = min(run["test_balanced_accuracy"] for run in runs), max(run["test_balanced_accuracy"] for run in runs)
+    assert f"linear runs {lo:.3f}-{hi:.3f}" in summary_table({"results": [shown]})
+    shown["privacy"]["worst_attacker"]["arch"] = "logistic"
+    assert " runs " not in summary_table({"results": [shown]})
     # the logistic attacker is fit to convergence: nothing to restart
     assert "restarts" not in r["privacy"]["attackers"]["logistic"]
     # one run: the report is as before restarts existed

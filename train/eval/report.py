@@ -208,6 +208,10 @@ def summary_table(report: Dict[str, Any]) -> str:
         fixed_best = max((v["balanced_accuracy"] for v in fixed.values() if v.get("balanced_accuracy") is not None),
                          default=None)
         extra = []
+        worst = p["worst_attacker"]["arch"]
+        runs = [run["test_balanced_accuracy"] for run in p["attackers"].get(worst, {}).get("restarts", [])]
+        if runs:   # the spread the worst attacker's kept run was drawn from (the lowest validation loss is kept)
+            extra.append(f"{worst} runs {min(runs):.3f}-{max(runs):.3f}")
         if "pose" in u:
             extra.append(f"pose×{u['pose']['fixed_mae_ratio']:.2f}")
         if "identity" in u:

@@ -37,7 +37,7 @@ import numpy as np
 from privsdk.errors import InputError
 
 from .metrics import classification_metrics
-from .training import _softmax
+from .training import _softmax, lbfgs_logistic
 
 SPLITS = ("train", "val", "test")
 GEOMETRY_FEATURES = ("roll_deg", "shift_x_px", "shift_y_px")
@@ -51,27 +51,6 @@ def quadratic_features(features: np.ndarray) -> np.ndarray:
         raise InputError(f"features: expected an N×D array, got shape {f.shape}")
     pairs = [f[:, i] * f[:, j] for i in range(f.shape[1]) for j in range(i + 1, f.shape[1])]
     return np.concatenate([f, f ** 2] + ([np.stack(pairs, axis=1)] if pairs else []), axis=1)
-
-
-def _fit_logistic(x: np.ndarray, y: np.ndarray, classes: int, weight_decay: float):
-    import torch
-
-    xt = torch.as_tensor(x, dtype=torch.float64)
-    yt = torch.as_tensor(y, dtype=torch.int64)
-    counts = np.bincount(y, minlength=classes).astype(np.float64)
-    weights = torch.as_tensor(counts.sum() / (classes * np.maximum(counts, 1.0)))
-    w = torch.zeros(x.shape[1], classes, dtype=torch.float64, requires_grad=True)
-    b = torch.zeros(classes, dtype=torch.float64, requires_grad=True)
-    opt = torch.optim.LBFGS([w, b], max_iter=300, line_search_fn="strong_wolfe")
-
-    def closure():
-        opt.zero_grad()
-        loss = torch.nn.functional.cross_entropy(xt @ w + b, yt, weight=weights) + weight_decay * (w ** 2).sum()
-        loss.backward()
-        return loss
-
-    opt.step(closure)
-    return w.detach().numpy(), b.detach().numpy()
 
 
 def secret_from_features(features: Dict[str, np.ndarray], labels: Dict[str, np.ndarray],
@@ -112,7 +91,7 @@ def secret_from_features(features: Dict[str, np.ndarray], labels: Dict[str, np.n
         raise InputError("secret_from_features: the training split has one class; expected at least two")
     best: Optional[Dict[str, Any]] = None
     for wd in WEIGHT_DECAYS:
-        w, b = _fit_logistic(x["train"], y["train"], classes, wd)
+        w, b, _ = lbfgs_logistic(x["train"], y["train"], classes, wd)
         val = classification_metrics(y["val"], _softmax(x["val"] @ w + b))["balanced_accuracy"]
         if best is None or val > best["val"]:
             best = {"val": val, "wd": wd, "w": w, "b": b}

@@ -271,6 +271,43 @@ def train_model(arch: str, task: str, train_images: np.ndarray, train_targets: n
 LOGISTIC_WEIGHT_DECAYS = (10.0, 3.0, 1.0, 0.3, 0.1, 0.03, 0.01, 0.003, 0.001)
 
 
+def lbfgs_logistic(x: np.ndarray, y: np.ndarray, classes: int, weight_decay: float, init=None,
+                   max_iter: int = 300, tolerance_grad: float = 1e-7, tolerance_change: float = 1e-9):
+    """One class-weighted logistic regression, ``CE(x w + b) + weight_decay·|w|²``, by L-BFGS (float64).
+
+    ``init``: ``(w, b)`` to start from (a warm start along a path of weights). Returns ``(w, b, iterations)``
+    as numpy arrays (D×K, K) and the number of L-BFGS iterations taken.
+    """
+    import torch
+
+    xt = torch.as_tensor(x, dtype=torch.float64)
+    yt = torch.as_tensor(y, dtype=torch.int64)
+    counts = np.bincount(y, minlength=classes).astype(np.float64)
+    weights = torch.as_tensor(counts.sum() / (classes * np.maximum(counts, 1.0)))
+    w0, b0 = init if init is not None else (np.zeros((x.shape[1], classes)), np.zeros(classes))
+    w = torch.tensor(w0, dtype=torch.float64, requires_grad=True)
+    b = torch.tensor(b0, dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([w, b], max_iter=max_iter, tolerance_grad=tolerance_grad,
+                            tolerance_change=tolerance_change, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(xt @ w + b, yt, weight=weights) + weight_decay * (w ** 2).sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    return w.detach().numpy(), b.detach().numpy(), int(opt.state[w].get("n_iter", 0))
+
+
+def _weighted_cross_entropy(logits: np.ndarray, labels: np.ndarray, class_weights: np.ndarray) -> float:
+    """torch's class-weighted mean cross-entropy: sum_i w[y_i]·nll_i / sum_i w[y_i]."""
+    z = logits - logits.max(axis=1, keepdims=True)
+    nll = np.log(np.exp(z).sum(axis=1)) - z[np.arange(len(labels)), labels]
+    weights = class_weights[labels]
+    return float((weights * nll).sum() / weights.sum())
+
+
 def _pixels(images: np.ndarray) -> np.ndarray:
     """The linear attackers' input, as :class:`LinearPixels` sees it: NCHW order, centred and scaled."""
     x = np.asarray(images, dtype=np.float32).transpose(0, 3, 1, 2).reshape(len(images), -1)
@@ -318,7 +355,7 @@ def fit_logistic(train_images: np.ndarray, train_targets: np.ndarray, val_images
         raise InputError(f"training labels lack class(es) {np.flatnonzero(counts == 0).tolist()}; "
                          "expected every class in the training split")
     prior = counts / counts.sum()
-    class_weights = torch.as_tensor(counts.sum() / (k * counts), dtype=torch.float64)
+    class_weights = counts.sum() / (k * counts)
     x_train = _pixels(train_images if filter_fn is None else filter_fn(train_images))
     x_val = _pixels(val_images)
     mean = x_train.mean(axis=0)
@@ -336,33 +373,20 @@ def fit_logistic(train_images: np.ndarray, train_targets: np.ndarray, val_images
         z_val = x_val @ basis
     else:
         basis, z_train, z_val = None, x_train, x_val
-    zt, zv = torch.as_tensor(z_train, dtype=torch.float64), torch.as_tensor(z_val, dtype=torch.float64)
-    tt, tv = torch.as_tensor(y_train), torch.as_tensor(y_val)
-    w = torch.zeros(zt.shape[1], k, dtype=torch.float64, requires_grad=True)
-    b = torch.zeros(k, dtype=torch.float64, requires_grad=True)
     val_losses: List[float] = []
     best: Optional[Dict[str, Any]] = None
+    solution = None
     for wd in weight_decays:
-        opt = torch.optim.LBFGS([w, b], max_iter=max_iter, tolerance_grad=1e-9, tolerance_change=1e-12,
-                                history_size=20, line_search_fn="strong_wolfe")
-
-        def closure():
-            opt.zero_grad()
-            loss = torch.nn.functional.cross_entropy(zt @ w + b, tt, weight=class_weights) + wd * (w ** 2).sum()
-            loss.backward()
-            return loss
-
-        opt.step(closure)
-        iterations = int(opt.state[opt._params[0]]["n_iter"])
-        with torch.no_grad():
-            v = float(torch.nn.functional.cross_entropy(zv @ w + b, tv, weight=class_weights))
+        w, b, iterations = lbfgs_logistic(z_train, y_train, k, wd, init=solution, max_iter=max_iter,
+                                          tolerance_grad=1e-9, tolerance_change=1e-12)
+        solution = (w, b)
+        v = _weighted_cross_entropy(z_val.astype(np.float64) @ w + b, y_val, class_weights)
         val_losses.append(v)
         if best is None or v < best["val"] - s.min_delta:
-            best = {"val": v, "wd": wd, "w": w.detach().clone(), "b": b.detach().clone(),
-                    "iterations": iterations, "converged": iterations < max_iter}
+            best = {"val": v, "wd": wd, "w": w, "b": b, "iterations": iterations, "converged": iterations < max_iter}
     assert best is not None
-    weight = best["w"].numpy() if basis is None else basis.astype(np.float64) @ best["w"].numpy()   # d×k
-    bias = best["b"].numpy() - mean.astype(np.float64) @ weight       # undo the centring
+    weight = best["w"] if basis is None else basis.astype(np.float64) @ best["w"]   # d×k
+    bias = best["b"] - mean.astype(np.float64) @ weight       # undo the centring
     model = build_model("linear", k, tuple(train_images.shape[1:3]))
     with torch.no_grad():
         model.linear.weight.copy_(torch.as_tensor(weight.T, dtype=torch.float32))

@@ -154,6 +154,16 @@ def pick_device(requested: Optional[str] = None) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def _class_counts(y_train: np.ndarray, y_val: np.ndarray):
+    """The number of classes and the training split's count of each; refuses a class missing from training."""
+    k = int(max(y_train.max(), y_val.max()) + 1)
+    counts = np.bincount(y_train, minlength=k).astype(np.float64)
+    if (counts == 0).any():
+        raise InputError(f"training labels lack class(es) {np.flatnonzero(counts == 0).tolist()}; "
+                         "expected every class in the training split")
+    return k, counts
+
+
 def train_model(arch: str, task: str, train_images: np.ndarray, train_targets: np.ndarray,
                 val_images: np.ndarray, val_targets: np.ndarray,
                 filter_fn: Optional[Callable[[np.ndarray], np.ndarray]] = None, refilter: bool = True,
@@ -185,11 +195,7 @@ def train_model(arch: str, task: str, train_images: np.ndarray, train_targets: n
     if task == "classify":
         y_train = np.asarray(train_targets).astype(np.int64)
         y_val = np.asarray(val_targets).astype(np.int64)
-        k = int(max(y_train.max(), y_val.max()) + 1)
-        counts = np.bincount(y_train, minlength=k).astype(np.float64)
-        if (counts == 0).any():
-            raise InputError(f"training labels lack class(es) {np.flatnonzero(counts == 0).tolist()}; "
-                             "expected every class in the training split")
+        k, counts = _class_counts(y_train, y_val)
         prior = counts / counts.sum()
         weights = torch.as_tensor(counts.sum() / (k * counts), dtype=torch.float32, device=device)
         loss_fn: nn.Module = nn.CrossEntropyLoss(weight=weights)
@@ -349,11 +355,7 @@ def fit_logistic(train_images: np.ndarray, train_targets: np.ndarray, val_images
     if len(train_images) != len(y_train) or len(val_images) != len(y_val):
         raise InputError(f"train/val images and targets differ in length: {len(train_images)} vs "
                          f"{len(y_train)}, {len(val_images)} vs {len(y_val)}; expected equal")
-    k = int(max(y_train.max(), y_val.max()) + 1)
-    counts = np.bincount(y_train, minlength=k).astype(np.float64)
-    if (counts == 0).any():
-        raise InputError(f"training labels lack class(es) {np.flatnonzero(counts == 0).tolist()}; "
-                         "expected every class in the training split")
+    k, counts = _class_counts(y_train, y_val)
     prior = counts / counts.sum()
     class_weights = counts.sum() / (k * counts)
     x_train = _pixels(train_images if filter_fn is None else filter_fn(train_images))

@@ -281,12 +281,13 @@ class Evaluator:
             label = desc if n == 1 else f"{desc} (run {r + 1}/{n})"
             m = self._train(arch, "classify", self.y, flt, val_images, label, offset + 1000 * r)
             runs.append((min(m.history) if m.history else np.inf, r, m))
-        kept = min(runs, key=lambda t: (t[0], t[1]))[2]
-        entry = {**_attack(kept, test_images, self.y["test"]), "training": kept.summary()}
+        _, kept_index, kept = min(runs, key=lambda t: (t[0], t[1]))
+        tested = [_attack(m, test_images, self.y["test"]) for _, _, m in runs]
+        entry = {**tested[kept_index], "training": kept.summary()}
         if n > 1:
             entry["restarts"] = [{"seed": self.s.seed + offset + 1000 * r, "best_val_loss": round(float(v), 6),
-                                  "best_epoch": m.best_epoch, "kept": m is kept,
-                                  "test_balanced_accuracy": _attack(m, test_images, self.y["test"])["balanced_accuracy"]}
+                                  "best_epoch": m.best_epoch, "kept": r == kept_index,
+                                  "test_balanced_accuracy": tested[r]["balanced_accuracy"]}
                                  for v, r, m in runs]
         return kept, entry
 

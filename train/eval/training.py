@@ -306,14 +306,6 @@ def lbfgs_logistic(x: np.ndarray, y: np.ndarray, classes: int, weight_decay: flo
     return w.detach().numpy(), b.detach().numpy(), int(opt.state[w].get("n_iter", 0))
 
 
-def _weighted_cross_entropy(logits: np.ndarray, labels: np.ndarray, class_weights: np.ndarray) -> float:
-    """torch's class-weighted mean cross-entropy: sum_i w[y_i]·nll_i / sum_i w[y_i]."""
-    z = logits - logits.max(axis=1, keepdims=True)
-    nll = np.log(np.exp(z).sum(axis=1)) - z[np.arange(len(labels)), labels]
-    weights = class_weights[labels]
-    return float((weights * nll).sum() / weights.sum())
-
-
 def _pixels(images: np.ndarray) -> np.ndarray:
     """The linear attackers' input, as :class:`LinearPixels` sees it: NCHW order, centred and scaled."""
     x = np.asarray(images, dtype=np.float32).transpose(0, 3, 1, 2).reshape(len(images), -1)
@@ -382,7 +374,8 @@ def fit_logistic(train_images: np.ndarray, train_targets: np.ndarray, val_images
         w, b, iterations = lbfgs_logistic(z_train, y_train, k, wd, init=solution, max_iter=max_iter,
                                           tolerance_grad=1e-9, tolerance_change=1e-12)
         solution = (w, b)
-        v = _weighted_cross_entropy(z_val.astype(np.float64) @ w + b, y_val, class_weights)
+        v = float(torch.nn.functional.cross_entropy(torch.from_numpy(z_val.astype(np.float64) @ w + b),
+                                                    torch.from_numpy(y_val), weight=torch.from_numpy(class_weights)))
         val_losses.append(v)
         if best is None or v < best["val"] - s.min_delta:
             best = {"val": v, "wd": wd, "w": w, "b": b, "iterations": iterations, "converged": iterations < max_iter}

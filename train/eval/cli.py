@@ -21,6 +21,8 @@ examples:
   privsdk eval --filter blur:4 --filter pixelate:8 --data smilesmiled=../shared/data/SMILEsmileD
   # cross-set: attackers trained on SMILEsmileD's filtered images, tested on GENKI-4K's
   privsdk eval --filter F.pt --data smilesmiled=../shared/data/SMILEsmileD --test-data genki4k=../shared/data/GENKI4K
+  # GENKI-4K's faces re-cut as Filter frames camera faces for this bundle (its input.face_crop)
+  privsdk eval --filter path/to/emotion_bundle --data genki4k=../shared/data/GENKI4K --framing runtime
   # identity verification with labelled pairs (one folder of photos per person)
   privsdk eval --filter F.pt --data smilesmiled=../shared/data/SMILEsmileD --identity-data faces_by_person/
   # paper 000, Section 4 (synthetic data, known answers)
@@ -79,6 +81,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--attackers", default="cnn,linear,logistic",
                         help="attacker architectures: cnn (from scratch), linear (on the pixels, SGD, early-stopped), "
                              "logistic (on the pixels, fit to convergence, L2 picked on val) (default: all three)")
+    parser.add_argument("--framing", choices=("data", "runtime"), default="data",
+                        help="data (default): score each set's own face crops; runtime: first re-cut every face as "
+                             "`Filter` frames camera faces for the filters under evaluation (their input.face_crop, "
+                             "against where the set's faces sit in the same Haar box, measured). GENKI-4K's crops are "
+                             "looser than the bundled filters' training faces; this scores what a camera would give")
     parser.add_argument("--size", type=int, default=64, help="image size the data is loaded at (default: 64)")
     parser.add_argument("--split-seed", type=int, default=0, help="seed of the train/val/test split (default: 0)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the attackers' training (default: 0)")
@@ -222,6 +229,10 @@ def main(args: argparse.Namespace) -> int:
     limit = args.limit if args.limit is not None else (200 if args.quick else None)
     if limit:
         data = data.subset(limit, seed=args.split_seed)
+    if args.framing == "runtime":
+        from .framing import frame_as_runtime
+
+        data = frame_as_runtime(data, filters)
     data.info["split_seed"] = args.split_seed
     data.info["fractions"] = [0.7, 0.15, 0.15]
     # by role, not by loader name: a cross-set run may use the same loader twice (two CSV sets)

@@ -227,6 +227,8 @@ def checkpoint_filter(path: str, device: str = "cpu", batch_size: int = 256,
     info = {"source": str(path), "format": "checkpoint", "method": ckpt.get("method"),
             "epoch": ckpt.get("epoch"), "secret": ckpt.get("secret"), "utility": ckpt.get("utility"),
             "files": {Path(path).name: sha256_file(path)}}
+    if (ckpt.get("data") or {}).get("face_crop"):   # how its training faces were framed (--framing runtime)
+        info["face_crop"] = ckpt["data"]["face_crop"]
     # runs/NAME/filter.pt (or last.pt, best.pt) is known by its run's name
     p = Path(path)
     name = p.parent.name if p.stem in ("filter", "last", "best") and p.parent.name else p.stem
@@ -301,6 +303,8 @@ def bundle_filter(path: str) -> FilterUnderEval:
     info = {"source": str(path), "format": "bundle", "runner": runner, "version": b.manifest.get("version"),
             "method": b.manifest.get("method"), "secret": b.manifest.get("secret"),
             "utility": b.manifest.get("utility"), "files": dict(b.manifest["files"])}
+    if b.manifest["input"].get("face_crop"):   # how its training faces were framed (--framing runtime)
+        info["face_crop"] = b.manifest["input"]["face_crop"]
     stochastic = b.kind != "lite" or bool(np.any(b.maps["sigma"] != 0))   # as for checkpoints, above
     return FilterUnderEval(b.name, fn, stochastic, f"bundle-{b.kind}", None, info)
 

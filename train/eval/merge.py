@@ -20,7 +20,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 from privsdk.errors import InputError
 
 # what must be equal for two runs' numbers to be comparable (the rest of "data" is derived from these)
-DATA_KEYS = ("name", "secret", "image_size", "sizes", "split", "subset")
+DATA_KEYS = ("name", "secret", "image_size", "sizes", "split", "subset", "framing")
 
 
 def merge_reports(reports: Sequence[Dict[str, Any]], sources: Sequence[str] = (),
@@ -44,7 +44,7 @@ def merge_reports(reports: Sequence[Dict[str, Any]], sources: Sequence[str] = ()
         for key in DATA_KEYS:
             if rep["data"].get(key) != first["data"].get(key):
                 raise InputError(f"merging reports: {src} was measured on different data ({key!r} differs from "
-                                 f"{sources[0]}); expected the same --data, --split-seed, --limit and --size")
+                                 f"{sources[0]}); expected the same --data, --split-seed, --limit, --size and --framing")
     seen: Dict[str, str] = {}
     results: List[Dict[str, Any]] = []
     replaced: Dict[str, List[str]] = {}

@@ -24,6 +24,8 @@ import numpy as np
 
 from privsdk.errors import InputError
 
+from .framing import describe_framing
+
 UTILITY_AXES = {
     "ssim": ("SSIM vs original (higher keeps more)", lambda u: u["fidelity"]["ssim"]),
     "psnr": ("PSNR vs original, dB", lambda u: u["fidelity"]["psnr_db"]),
@@ -94,7 +96,9 @@ def plot_tradeoff(report: Dict[str, Any], path: Union[str, Path], utility: str =
                    label=f"pose floor: {floor['source']} alone ({floor['balanced_accuracy']:.2f})")
     ax.set_xlabel("privacy: worst retrained attacker, balanced accuracy (lower is better)")
     ax.set_ylabel(UTILITY_AXES[utility][0])
-    ax.set_title(f"{report.get('data', {}).get('name', '')}: secret '{report.get('data', {}).get('secret', '')}'")
+    data = report.get("data", {})
+    framing = describe_framing(data.get("framing"))
+    ax.set_title(f"{data.get('name', '')}: secret '{data.get('secret', '')}'" + (f"\n({framing})" if framing else ""))
     ax.grid(alpha=0.3)
     if many:
         ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)

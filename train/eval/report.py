@@ -19,6 +19,8 @@ import numpy as np
 
 from privsdk.errors import InputError
 
+from .framing import describe_framing
+
 REPORT_NAME = "report.json"
 
 
@@ -233,6 +235,9 @@ def summary_table(report: Dict[str, Any]) -> str:
                      f"the secret read from the {floor['source']} alone"))
     widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
     table = "\n".join("  ".join(str(c).ljust(w) for c, w in zip(r, widths)) for r in rows)
+    framing = report.get("data", {}).get("framing")
+    if describe_framing(framing):
+        table += f"\n{describe_framing(framing)}: crop {framing['crop']} of each image"
     capped = unsaturated_models(report)
     if capped:
         cap = report.get("protocol", {}).get("settings", {}).get("train", {}).get("max_epochs", "?")

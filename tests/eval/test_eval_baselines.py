@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from privsdk.errors import InputError
-from privsdk.train.eval.filters import BASELINE_STRENGTHS, baseline, baseline_sweep, make_filter
+from privsdk.train.eval.filters import BASELINE_STRENGTHS, baseline, baseline_sweep, frame_mean, make_filter
 from privsdk.train.eval.metrics import image_fidelity
 
 
@@ -43,6 +43,22 @@ def test_noise_is_fresh_each_call_and_flagged_stochastic(faces):
     assert f.stochastic and not baseline("blur", 2).stochastic
     assert not np.array_equal(f(faces), f(faces))
     assert abs(float((f(faces).astype(float) - faces).std()) - 32) < 8   # clipping at 0/255 shrinks it a bit
+
+
+def test_frame_mean_cancels_fresh_noise_and_leaves_deterministic_filters_alone(faces):
+    """An attacker averaging 16 frames of a still face: the noise's σ falls by √16, the signal stays."""
+    grey = np.full((64, 64, 64, 3), 128, np.uint8)          # mid-grey: no clipping at 0/255
+    averaged = frame_mean(baseline("noise", 32), 16)
+    assert averaged.name == "noise:32 (mean of 16 frames)" and averaged.stochastic
+    assert averaged.info["frames_averaged"] == 16
+    residual = averaged(grey).astype(float) - 128
+    assert abs(residual.std() - 32 / 4) < 1.0 and abs(residual.mean()) < 0.2
+    assert not np.array_equal(averaged(grey), averaged(grey))   # still fresh noise, only less of it
+    blur = baseline("blur", 2)
+    assert frame_mean(blur, 16) is blur and frame_mean(baseline("noise", 32), 1).name == "noise:32"
+    for bad in (0, -3, 2.5, True):
+        with pytest.raises(InputError, match="expected a whole number"):
+            frame_mean(blur, bad)
 
 
 def test_make_filter_specs_and_errors(faces, tmp_path):

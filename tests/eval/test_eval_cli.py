@@ -44,12 +44,23 @@ def test_cli_writes_report_and_plot(csv_set, tmp_path, capsys):
     assert "full_mask:1" in printed and "(chance)" in printed
 
 
+def test_cli_average_frames_scores_stochastic_filters_as_a_mean_of_frames(csv_set, tmp_path):
+    out = tmp_path / "eval"
+    assert main(["-q", "eval", "--filter", "noise:64", "--filter", "blur:2", "--data", f"csv={csv_set}", "--size",
+                 "24", "--attackers", "logistic", "--identity", "off", "--quick", "--average-frames", "4",
+                 "--out", str(out)]) == 0
+    results = {r["filter"]["name"]: r for r in read_report(out)["results"]}
+    assert sorted(results) == ["blur:2", "noise:64 (mean of 4 frames)"]
+    assert results["noise:64 (mean of 4 frames)"]["filter"]["frames_averaged"] == 4
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--filter", "blur:2"], "--data NAME=PATH is required"),
     (["--data", "csv=x.csv"], "nothing to evaluate"),
     (["--baselines", "sharpen", "--data", "csv=x.csv"], "unknown kind"),
     (["--filter", "sharpen:3", "--data", "csv=x.csv"], "not an existing checkpoint or bundle"),
     (["--filter", "blur:2", "--data", "csv=x.csv", "--restarts", "0"], "at least 1 run per attacker"),
+    (["--filter", "noise:32", "--data", "csv=x.csv", "--average-frames", "0"], "at least 1 frame"),
 ])
 def test_cli_says_what_is_missing(argv, message, tmp_path):
     from privsdk.cli import build_parser

@@ -21,6 +21,8 @@ examples:
   privsdk eval --filter blur:4 --filter pixelate:8 --data smilesmiled=../shared/data/SMILEsmileD
   # cross-set: attackers trained on SMILEsmileD's filtered images, tested on GENKI-4K's
   privsdk eval --filter F.pt --data smilesmiled=../shared/data/SMILEsmileD --test-data genki4k=../shared/data/GENKI4K
+  # the attacker who averages 16 frames of a still face (the noise is fresh every frame)
+  privsdk eval --filter path/to/emotion_bundle --data smilesmiled=../shared/data/SMILEsmileD --average-frames 16
   # GENKI-4K's faces re-cut as Filter frames camera faces for this bundle (its input.face_crop)
   privsdk eval --filter path/to/emotion_bundle --data genki4k=../shared/data/GENKI4K --framing runtime
   # identity verification with labelled pairs (one folder of photos per person)
@@ -81,6 +83,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--attackers", default="cnn,linear,logistic",
                         help="attacker architectures: cnn (from scratch), linear (on the pixels, SGD, early-stopped), "
                              "logistic (on the pixels, fit to convergence, L2 picked on val) (default: all three)")
+    parser.add_argument("--average-frames", type=int, default=1, metavar="K",
+                        help="score each stochastic filter as an attacker sees a still face in a stream: the mean "
+                             "of K filtered frames, each with fresh noise (default: 1, single frames). Deterministic "
+                             "filters are unchanged. Costs K filter passes per attacker epoch")
     parser.add_argument("--framing", choices=("data", "runtime"), default="data",
                         help="data (default): score each set's own face crops; runtime: first re-cut every face as "
                              "`Filter` frames camera faces for the filters under evaluation (their input.face_crop, "
@@ -198,7 +204,7 @@ def main(args: argparse.Namespace) -> int:
     if args.mode == "merge":
         return _run_merge(args)
 
-    from .filters import BASELINE_STRENGTHS, baseline_sweep, make_filter
+    from .filters import BASELINE_STRENGTHS, baseline_sweep, frame_mean, make_filter
     from .plot import plot_examples, plot_tradeoff
     from .protocol import EvalData, ProtocolSettings, evaluate
     from .report import summary_table, write_report
@@ -213,6 +219,8 @@ def main(args: argparse.Namespace) -> int:
         raise InputError(f"privsdk eval: --restarts {args.restarts}; expected at least 1 run per attacker")
     device = pick_device(args.device)
     log.info("Running on %s", device)
+    if args.average_frames < 1:
+        raise InputError(f"privsdk eval: --average-frames {args.average_frames}; expected at least 1 frame")
     filters = [make_filter(spec, device=device) for spec in args.filter]
     if args.baselines:
         kinds = list(BASELINE_STRENGTHS) if args.baselines == "all" else args.baselines.split(",")
@@ -220,6 +228,7 @@ def main(args: argparse.Namespace) -> int:
         if unknown:
             raise InputError(f"--baselines: unknown kind(s) {unknown}; expected some of {sorted(BASELINE_STRENGTHS)}")
         filters += baseline_sweep(kinds, quick=args.quick)
+    filters = [frame_mean(f, args.average_frames) for f in filters]
 
     ds, splits = _load(*args.data, args.secret, args.size, args.split_seed)
     test_ds = test_splits = None

@@ -336,5 +336,36 @@ def make_filter(spec: str, device: str = "cpu", seed: Optional[int] = None) -> F
                      f"path or one of {sorted(BASELINE_STRENGTHS)} with an optional :STRENGTH")
 
 
+def frame_mean(flt: FilterUnderEval, frames: int) -> FilterUnderEval:
+    """What an attacker sees of a still face in a stream: the mean of ``frames`` filtered copies.
+
+    The runtime draws fresh noise for every frame (DESIGN.md), so a face that holds still for ``frames``
+    frames gives an attacker that many independent draws, and their mean cancels the noise (its σ falls
+    by √frames) while keeping whatever the filter does the same way every time. A deterministic filter
+    is returned unchanged: every copy is the same.
+
+    Example::
+
+        import numpy as np
+        from privsdk.train.eval.filters import baseline, frame_mean
+        faces = np.full((8, 64, 64, 3), 128, np.uint8)
+        averaged = frame_mean(baseline("noise", 64.0), 16)    # "noise:64 (mean of 16 frames)"
+        float((averaged(faces).astype(float) - 128).std())   # about 16 = 64 / √16
+    """
+    if isinstance(frames, bool) or not isinstance(frames, (int, np.integer)) or frames < 1:
+        raise InputError(f"frames averaged: got {frames!r}; expected a whole number ≥ 1")
+    if frames == 1 or not flt.stochastic:
+        return flt
+
+    def mean_of_frames(images: np.ndarray) -> np.ndarray:
+        total = np.zeros(images.shape, np.float32)
+        for _ in range(frames):
+            total += flt(images)
+        return np.clip(np.rint(total / frames), 0, 255).astype(np.uint8)
+
+    return FilterUnderEval(f"{flt.name} (mean of {frames} frames)", mean_of_frames, True, flt.kind, flt.strength,
+                           {**flt.info, "frames_averaged": int(frames)})
+
+
 def describe_filters(filters: Sequence[FilterUnderEval]) -> str:
     return json.dumps([f.describe() for f in filters])

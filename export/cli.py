@@ -8,7 +8,7 @@ from typing import Any, Dict
 
 HELP = "export a trained checkpoint to a filter bundle (ONNX + maps), or a bundle to a TensorRT engine"
 DESCRIPTION = """\
-Four uses:
+Five uses:
 
   privsdk export CHECKPOINT -o DIR [--name N] [--version V] [--report R] [--fp16] [--opset N] [--simplify]
       Write the filter bundle DIR (filter.onnx, norm.npz, filter.json). Every export
@@ -26,6 +26,12 @@ Four uses:
       so Filter frames camera faces as the filter was trained. Exporting a checkpoint
       does this by itself.
 
+  privsdk export BUNDLE --level-head -o DIR [--name N] [--version V] [--description D]
+      Write a new bundle DIR: the same filter, with every face cut out turned level
+      first (registered onto the mean face of the bundle's training split, read from
+      the data its manifest names) and pasted back level. The head's roll is given up
+      so that it cannot give the secret away. Evaluate DIR and embed its report.
+
   privsdk export BUNDLE --format engine [--fp16 | --int8 --calib DIR | --precision P] [--max-batch N] [--workspace MB]
       Build a TensorRT 10 engine for this machine's GPU into the engine cache
       ($XDG_CACHE_HOME/privsdk/engines), check it against onnxruntime and record
@@ -34,6 +40,7 @@ Four uses:
 Examples:
   privsdk export runs/emotion/best.pt -o bundles/emotion --name emotion --fp16
   privsdk export bundles/emotion --report runs/emotion/eval.json
+  privsdk export sdk/privsdk/filters/emotion-lite --level-head -o bundles/emotion-lite-levelled
   privsdk export bundles/emotion --format engine --fp16 --max-batch 16
 """
 
@@ -43,12 +50,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a training checkpoint (.pt), or a bundle directory/.zip for --report or --format engine")
     parser.add_argument("-o", "--output", metavar="DIR", help="bundle directory to write (checkpoint export)")
     parser.add_argument("--name", help="filter name in the manifest (default: the output directory's name)")
-    parser.add_argument("--version", dest="bundle_version", default="1.0.0", metavar="V",
-                        help="filter version in the manifest (default: %(default)s)")
+    parser.add_argument("--version", dest="bundle_version", default=None, metavar="V",
+                        help="filter version in the manifest (default: 1.0.0; with --level-head the source's)")
     parser.add_argument("--description", default="", help="one-line description for the manifest")
     parser.add_argument("--face-crop", action="store_true",
                         help="for a bundle: measure where its training faces sit in the Haar face box (from the "
                              "training data its manifest names) and write it, so the runtime frames faces alike")
+    parser.add_argument("--level-head", action="store_true",
+                        help="for a bundle: write a new bundle (-o DIR) that cuts every face out level first, "
+                             "registered onto its training faces' mean face")
     parser.add_argument("--report", metavar="EVAL_REPORT.json",
                         help="embed this 'privsdk eval' report under 'evaluation' (must match the bundle's files)")
     parser.add_argument("--format", choices=("bundle", "engine"), default="bundle",
@@ -105,6 +115,20 @@ def main(args: argparse.Namespace) -> int:
         return 0
     if args.int8 or args.calib or args.precision:
         raise InputError("--int8, --calib and --precision apply to '--format engine' only")
+    if args.level_head:
+        if not _is_bundle(source) or not args.output:
+            raise InputError("--level-head takes a bundle and -o DIR, the new bundle to write "
+                             "('privsdk export BUNDLE --level-head -o DIR')")
+        if args.report or args.face_crop:
+            raise InputError("--level-head writes a new bundle with no report: evaluate it, then embed the report "
+                             "with a second 'privsdk export DIR --report REPORT'")
+        from .level_head import level_bundle
+
+        out = level_bundle(source, args.output, name=args.name, version=args.bundle_version,
+                           description=args.description or None)
+        print(f"wrote {out}: {source} with head levelling; evaluate it ('privsdk eval --filter {out} ...') and "
+              f"embed the report ('privsdk export {out} --report REPORT')")
+        return 0
     if _is_bundle(source) and args.face_crop:
         from .bundle_export import embed_face_crop
 
@@ -132,7 +156,7 @@ def main(args: argparse.Namespace) -> int:
     from .bundle_export import ExportOptions, export_checkpoint
     from .report import read_report
 
-    options = ExportOptions(name=args.name, version=args.bundle_version, description=args.description,
+    options = ExportOptions(name=args.name, version=args.bundle_version or "1.0.0", description=args.description,
                             opset=args.opset, exporter=args.exporter, fp16=args.fp16, simplify=args.simplify,
                             report=read_report(args.report) if args.report else None,
                             report_source=args.report or "<report>")

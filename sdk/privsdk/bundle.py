@@ -6,7 +6,10 @@ A bundle is a directory (or a ``.zip`` of one) holding:
 - ``filter.onnx`` -- the network (absent for a lite filter);
 - ``norm.npz``    -- per-location maps ``scale``, ``shift``, ``sigma`` (3×H×W float32)
   for the fused pre-kernel, and optionally ``post_scale``, ``post_shift`` for the
-  post-kernel (identity when absent).
+  post-kernel (identity when absent);
+- ``level.npz``   -- only with ``input.level_head``: the H×W float32 ``template`` face
+  (0-1 grey) the runtime registers each face onto to cut it out level
+  (:mod:`privsdk.regions.level`).
 
 A bundle whose hashes do not match is refused with :class:`BundleError`.
 
@@ -18,7 +21,10 @@ Manifest (``format: "privsdk-filter/1"``)::
       "kind": "unet" | "lite",
       "secret": ["smile"], "utility": ["identity", "pose"],
       "input": {"height": 64, "width": 64, "channels": 3, "colour_order": "RGB",
-                "layout": "NCHW", "dtype": "float32"},
+                "layout": "NCHW", "dtype": "float32",
+                "face_crop": {"detector": "haar", "box": [l, t, r, b]},     # optional
+                "level_head": {"template": "level.npz", "upper_share": 0.5,  # optional
+                               "max_roll_deg": 30.0, "max_shift_share": 0.125}},
       "onnx": {"image_input": "image", "noise_inputs": [{"name": "noise", "shape": [8, 4, 4]}],
                "output": "filtered", "opset": 17} | null,
       "output": {"convention": "rgb01"},   # network output in [0, 1], RGB, NCHW
@@ -55,6 +61,7 @@ FORMAT = "privsdk-filter/1"
 MANIFEST = "filter.json"
 ONNX = "filter.onnx"
 NORM = "norm.npz"
+LEVEL = "level.npz"
 KINDS = ("unet", "lite")
 MAP_KEYS = ("scale", "shift", "sigma")
 OPTIONAL_MAP_KEYS = ("post_scale", "post_shift")
@@ -80,6 +87,13 @@ class Bundle:
     manifest: Dict[str, Any]
     files: Dict[str, bytes] = field(repr=False)
     maps: Dict[str, np.ndarray] = field(repr=False)
+    #: the H×W grey template face of ``input.level_head`` (None: faces are not levelled)
+    level_template: Optional[np.ndarray] = field(default=None, repr=False)
+
+    @property
+    def level_head(self) -> Optional[Dict[str, Any]]:
+        """The manifest's ``input.level_head`` section, or None."""
+        return self.manifest["input"].get("level_head")
 
     @property
     def name(self) -> str:
@@ -139,6 +153,16 @@ def validate_manifest(manifest: Any, source: str = "<manifest>") -> Dict[str, An
             check_face_crop(crop.get("box"), "input.face_crop.box")
         except InputError as exc:
             raise _fail(source, str(exc)) from None
+    if "level_head" in inp:
+        level = inp["level_head"]
+        if not isinstance(level, dict) or level.get("template") != LEVEL:
+            raise _fail(source, f"input.level_head must be {{'template': {LEVEL!r}, 'upper_share': …}}, got {level!r}")
+        if LEVEL not in manifest["files"]:
+            raise _fail(source, f"input.level_head names {LEVEL}, but files does not list it")
+        for key, low, high in (("upper_share", 0.1, 1.0), ("max_roll_deg", 0.0, 90.0), ("max_shift_share", 0.0, 0.5)):
+            value = level.get(key)
+            if value is not None and (not isinstance(value, (int, float)) or not low < value <= high):
+                raise _fail(source, f"input.level_head.{key} is {value!r}; expected a number in ({low}, {high}]")
     if NORM not in manifest["files"]:
         raise _fail(source, f"files must list {NORM}")
     if manifest["kind"] == "unet":
@@ -220,8 +244,26 @@ def load_bundle(path: Union[str, Path]) -> Bundle:
             raise _fail(source, f"{name} has SHA-256 {actual[:16]}…, the manifest says {digest[:16]}…; "
                                 "the bundle was modified or corrupted, refusing to load it")
         files[name] = members[name]
-    maps = load_maps(files[NORM], (manifest["input"]["height"], manifest["input"]["width"]), source)
-    return Bundle(source=source, manifest=manifest, files=files, maps=maps)
+    input_hw = (manifest["input"]["height"], manifest["input"]["width"])
+    maps = load_maps(files[NORM], input_hw, source)
+    template = load_level_template(files[LEVEL], input_hw, source) if "level_head" in manifest["input"] else None
+    return Bundle(source=source, manifest=manifest, files=files, maps=maps, level_template=template)
+
+
+def load_level_template(data: bytes, input_hw: Tuple[int, int], source: str) -> np.ndarray:
+    """The ``template`` of ``level.npz``: H×W float32 in 0-1, checked."""
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+            template = np.asarray(npz["template"]) if "template" in npz.files else None
+    except Exception as exc:
+        raise _fail(source, f"{LEVEL} is not a readable .npz ({exc})") from None
+    if template is None:
+        raise _fail(source, f"{LEVEL} lacks the array 'template'")
+    if template.dtype != np.float32 or template.shape != tuple(input_hw):
+        raise _fail(source, f"{LEVEL}['template'] is {template.dtype} {template.shape}; expected float32 {tuple(input_hw)}")
+    if not np.isfinite(template).all() or template.min() < 0 or template.max() > 1:
+        raise _fail(source, f"{LEVEL}['template'] has values outside 0-1 or NaN; expected a grey face in 0-1")
+    return np.ascontiguousarray(template)
 
 
 def serialize_maps(maps: Mapping[str, np.ndarray]) -> bytes:

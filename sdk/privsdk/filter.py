@@ -29,6 +29,14 @@ Regions (``regions=``)
   face finder.
 * a :class:`privsdk.regions.RegionFinder`, or the name of a registered plugin.
 
+Head levelling
+--------------
+A bundle with ``input.level_head`` (``emotion-lite-levelled``) cuts each face out turned level:
+its upper part is registered onto the bundle's template face, the crop is turned back by the
+roll found, and the filtered face is pasted back level. The head's roll in the picture is given
+up so that it cannot give the secret away (``privsdk.regions.level``). A face that cannot be
+registered is filtered as it sits and counted in ``stats.unlevelled``.
+
 Failing closed
 --------------
 ``apply`` raises a :class:`privsdk.PrivsdkError` (and blanks ``out=`` if one
@@ -72,12 +80,14 @@ class FilterStats:
     frames: int = 0
     faces: int = 0
     blanked: int = 0
+    #: faces a levelling filter could not register, filtered as they sat (see privsdk.regions.level)
+    unlevelled: int = 0
     #: total seconds spent per stage
     seconds: Dict[str, float] = field(default_factory=lambda: {s: 0.0 for s in STAGES})
     last_error: Optional[str] = None
 
     def reset(self) -> None:
-        self.frames = self.faces = self.blanked = 0
+        self.frames = self.faces = self.blanked = self.unlevelled = 0
         self.seconds = {s: 0.0 for s in STAGES}
         self.last_error = None
 
@@ -88,7 +98,7 @@ class FilterStats:
 
     def summary(self) -> Dict[str, Any]:
         """A JSON-able summary: frames, regions, blanked frames and per-stage ms per frame."""
-        return {"frames": self.frames, "regions": self.faces, "blanked": self.blanked,
+        return {"frames": self.frames, "regions": self.faces, "blanked": self.blanked, "unlevelled": self.unlevelled,
                 "ms_per_frame": {k: round(v, 3) for k, v in self.per_frame_ms().items()},
                 "last_error": self.last_error}
 
@@ -116,8 +126,10 @@ def blank_like(shape: Tuple[int, ...]) -> np.ndarray:
 class _Network:
     """What a Filter runs: maps, noise shapes, backend (None for lite), and a manifest-like info."""
 
-    def __init__(self, info: Dict[str, Any], maps: Dict[str, np.ndarray], spec: Any, lite: bool) -> None:
+    def __init__(self, info: Dict[str, Any], maps: Dict[str, np.ndarray], spec: Any, lite: bool,
+                 level_template: Optional[np.ndarray] = None) -> None:
         self.info, self.maps, self.spec, self.lite = info, maps, spec, lite
+        self.level_template = level_template
 
 
 def _load_bundle_network(path: Path) -> _Network:
@@ -134,7 +146,7 @@ def _load_bundle_network(path: Path) -> _Network:
     colour = bundle.manifest["input"].get("colour_order", "RGB")
     info = dict(bundle.manifest)
     info["_swap_rb"] = colour == "RGB"
-    return _Network(info, bundle.maps, spec, bundle.kind == "lite")
+    return _Network(info, bundle.maps, spec, bundle.kind == "lite", bundle.level_template)
 
 
 def _load_checkpoint_network(path: Path) -> _Network:
@@ -211,6 +223,12 @@ class Filter:
         self._lite = net.lite
         self._rng = NoiseSource(seed)
         self.input_size: Tuple[int, int] = (int(net.info["input"]["height"]), int(net.info["input"]["width"]))
+        self._leveller = None
+        if net.level_template is not None:   # the bundle asks for each face to be cut out level (input.level_head)
+            from .regions.level import HeadLeveller
+
+            self._leveller = HeadLeveller.from_manifest(net.info["input"]["level_head"], net.level_template)
+            self._level_crop = np.empty((*self.input_size, 3), np.uint8)
         self.backend = None
         if not self._lite:
             self.backend = create_backend(backend, net.spec, device, threads)
@@ -234,8 +252,9 @@ class Filter:
         self.stats = FilterStats()
         self.last_regions: list = []
         self._last_shape: Optional[Tuple[int, ...]] = None
-        _log.info("filter %s %s (%s, input %d×%d) ready: %s; regions=%s", self.name, net.info.get("version", "?"),
-                  "lite" if self._lite else "network", w, h, self.describe_backend(), self._region_label())
+        _log.info("filter %s %s (%s, input %d×%d) ready: %s; regions=%s%s", self.name, net.info.get("version", "?"),
+                  "lite" if self._lite else "network", w, h, self.describe_backend(), self._region_label(),
+                  f"; {self._leveller.describe()}" if self._leveller is not None else "")
 
     # ------------------------------------------------------------------ info
     @property
@@ -366,7 +385,13 @@ class Filter:
             all_regions.append(regions)
             for r in regions:
                 slot = len(jobs)
-                self._pre_maps.pre(frame, r.roi, out=self._batch[slot], noise_outputs=[z[slot] for z in self._noise],
+                source, roi = frame, r.roi
+                if self._leveller is not None:
+                    # cut out level (a 2-D warp of the frame); the filtered face is pasted back level by post
+                    source, roll = self._leveller.crop(frame, r.roi, out=self._level_crop)
+                    roi = None
+                    self.stats.unlevelled += int(roll is None)
+                self._pre_maps.pre(source, roi, out=self._batch[slot], noise_outputs=[z[slot] for z in self._noise],
                                    rng=self._rng, swap_rb=self._swap_rb)
                 jobs.append((out, r.roi))
                 if len(jobs) == self.max_batch:

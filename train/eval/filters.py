@@ -258,17 +258,23 @@ def _bundle_direct(path: str) -> Tuple[Callable[[np.ndarray], np.ndarray], Any]:
         session = ort.InferenceSession(b.onnx_bytes, providers=["CPUExecutionProvider"])
         onnx_info = b.manifest["onnx"]
     swap = b.manifest["input"].get("colour_order", "RGB") == "RGB"
+    leveller = None
+    if b.level_template is not None:   # cut out level, as Filter does (input.level_head)
+        from privsdk.regions.level import HeadLeveller
+
+        leveller = HeadLeveller.from_manifest(b.level_head or {}, b.level_template)
 
     def run(images: np.ndarray) -> np.ndarray:
         out = np.empty_like(images)
         for i, rgb in enumerate(images):
             frame = np.ascontiguousarray(rgb[..., ::-1])  # RGB → the runtime's BGR
+            source = frame if leveller is None else leveller.crop(frame, None)[0]
             if session is None:
-                x = pre(frame, None, maps["scale"], maps["shift"], maps["sigma"], rng=rng, swap_rb=swap)
+                x = pre(source, None, maps["scale"], maps["shift"], maps["sigma"], rng=rng, swap_rb=swap)
                 y = x
             else:
                 noises = [np.empty(n["shape"], np.float32) for n in onnx_info.get("noise_inputs", [])]
-                x = pre(frame, None, maps["scale"], maps["shift"], None, noise_outputs=noises, rng=rng,
+                x = pre(source, None, maps["scale"], maps["shift"], None, noise_outputs=noises, rng=rng,
                         swap_rb=swap)
                 feeds = {onnx_info["image_input"]: x[None]}
                 feeds.update({n["name"]: t[None] for n, t in zip(onnx_info.get("noise_inputs", []), noises)})
@@ -305,6 +311,8 @@ def bundle_filter(path: str) -> FilterUnderEval:
             "utility": b.manifest.get("utility"), "files": dict(b.manifest["files"])}
     if b.manifest["input"].get("face_crop"):   # how its training faces were framed (--framing runtime)
         info["face_crop"] = b.manifest["input"]["face_crop"]
+    if b.level_head:   # every face is cut out level before it is filtered: the report says so
+        info["level_head"] = b.level_head
     stochastic = b.kind != "lite" or bool(np.any(b.maps["sigma"] != 0))   # as for checkpoints, above
     return FilterUnderEval(b.name, fn, stochastic, f"bundle-{b.kind}", None, info)
 

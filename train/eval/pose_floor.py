@@ -35,6 +35,7 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 
 from privsdk.errors import InputError
+from privsdk.regions.level import HeadLeveller
 
 from .metrics import classification_metrics
 from .training import _softmax, lbfgs_logistic
@@ -120,6 +121,9 @@ def head_geometry(images: np.ndarray, template: Optional[np.ndarray] = None,
                   upper_share: float = 0.5) -> np.ndarray:
     """Roll and shift of each face's upper part against a template face (N×3, NaN where ECC fails).
 
+    The registration is the runtime's own (:class:`privsdk.regions.level.HeadLeveller`), the one a
+    levelling bundle runs on camera faces.
+
     Args:
         images: N×H×W(×C) uint8 (0-255) or float (0-1) face crops.
         template: H×W grey face in the same range; default the images' mean.
@@ -132,8 +136,6 @@ def head_geometry(images: np.ndarray, template: Optional[np.ndarray] = None,
         template); a row is NaN when the registration fails or lands
         implausibly far (|roll| > 30°, shift beyond an eighth of the side).
     """
-    import cv2
-
     x = _grey(images)
     n, h, w = x.shape
     t = x.mean(axis=0) if template is None else _grey(np.asarray(template)[None])[0]
@@ -141,32 +143,22 @@ def head_geometry(images: np.ndarray, template: Optional[np.ndarray] = None,
         raise InputError(f"head_geometry: template is {t.shape}, images are {(h, w)}; expected the same size")
     if not 0.1 <= upper_share <= 1.0:
         raise InputError(f"head_geometry: upper_share {upper_share} is invalid; expected 0.1-1")
-    mask = np.zeros((h, w), np.uint8)
-    mask[: max(2, int(round(upper_share * h)))] = 1
-    cx, cy = (w - 1) / 2.0, (h - 1) / 2.0
-    criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 50, 1e-4)
+    leveller = HeadLeveller(np.clip(t, 0.0, 1.0), upper_share)
     out = np.full((n, len(GEOMETRY_FEATURES)), np.nan)
     for i in range(n):
-        warp = np.eye(2, 3, dtype=np.float32)
-        try:
-            _, warp = cv2.findTransformECC(t, np.ascontiguousarray(x[i]), warp, cv2.MOTION_EUCLIDEAN, criteria, mask, 3)
-        except cv2.error:       # no convergence (e.g. a blank face): no estimate, not a guess
-            continue
-        a, b, tx, c, d, ty = warp.ravel().astype(np.float64)
-        roll = float(np.degrees(np.arctan2(c, a)))
-        # the shift of the crop's centre, so that a roll about the centre does not read as a shift
-        sx, sy = a * cx + b * cy + tx - cx, c * cx + d * cy + ty - cy
-        if abs(roll) > 30 or max(abs(sx), abs(sy)) > max(h, w) / 8:
-            continue
-        out[i] = (roll, sx, sy)
+        found = leveller.register(x[i])
+        if found is not None:
+            out[i] = found
     return out
 
 
 def level_heads(images: np.ndarray, template: np.ndarray, upper_share: float = 0.5) -> np.ndarray:
     """Each face turned back by its registered roll (:func:`head_geometry`): its eyes sit level like the template's.
 
-    The way through the pose floor, at the cost of the pose: what a filter would do before hiding the rest.
-    A face whose registration fails is returned as it is. Turns about the crop's centre, edges replicated.
+    The way through the pose floor, at the cost of the pose: what a levelling bundle does to each face
+    before hiding the rest (it is the runtime's :meth:`privsdk.regions.level.HeadLeveller.crop` on the
+    whole image). A face whose registration fails is returned as it is. Turns about the crop's centre,
+    edges replicated.
 
     Args:
         images: N×H×W×C (or N×H×W) uint8 face crops.
@@ -175,19 +167,16 @@ def level_heads(images: np.ndarray, template: np.ndarray, upper_share: float = 0
     Returns:
         uint8 array of the images' shape.
     """
-    import cv2
-
     x = np.asarray(images)
     if x.dtype != np.uint8:
         raise InputError(f"level_heads: expected uint8 images, got {x.dtype}")
-    roll = head_geometry(x, template, upper_share)[:, 0]
-    h, w = x.shape[1:3]
-    out = x.copy()
-    for i in np.flatnonzero(np.isfinite(roll)):
-        # OpenCV's positive angle turns counter-clockwise: it undoes a clockwise (positive) roll
-        m = cv2.getRotationMatrix2D(((w - 1) / 2.0, (h - 1) / 2.0), float(roll[i]), 1.0)
-        turned = cv2.warpAffine(x[i], m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        out[i] = turned.reshape(x[i].shape)
+    t = _grey(np.asarray(template)[None])[0]
+    if t.shape != x.shape[1:3]:
+        raise InputError(f"level_heads: template is {t.shape}, images are {x.shape[1:3]}; expected the same size")
+    leveller = HeadLeveller(np.clip(t, 0.0, 1.0), upper_share)
+    out = np.empty_like(x)
+    for i in range(len(x)):
+        leveller.crop(np.ascontiguousarray(x[i]), None, out=out[i])
     return out
 
 

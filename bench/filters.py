@@ -2,8 +2,10 @@
 ``emotion-lite`` ≤ 0.1 ms per 64×64 face with onnxruntime).
 
 For each filter: the fused pre-kernel, the network (onnxruntime, one intra-op thread, batch 1
-and batch 64, reported per face) and the post-kernel, all single-threaded; plus the whole
-``Filter.apply`` on a 64×64 face crop with default settings.
+and batch 64, reported per face) and the post-kernel, all single-threaded; for a levelling
+bundle (``input.level_head``) the head levelling too (registration + the turned crop, on the
+demo clip's face); plus the whole ``Filter.apply`` on a 64×64 face crop with
+default settings.
 
 Example::
 
@@ -17,7 +19,7 @@ from typing import Any, Dict, List
 import numpy as np
 
 HELP = "per-face latency of the bundled filters (pre, network, post) on one core"
-COLUMNS = [("filter", "filter", "s"), ("kind", "kind", "s"), ("pre_ms", "pre ms", ".4f"),
+COLUMNS = [("filter", "filter", "s"), ("kind", "kind", "s"), ("level_ms", "level ms", ".3f"), ("pre_ms", "pre ms", ".4f"),
            ("net_b1_ms", "net ms (b=1)", ".3f"), ("net_b64_ms_per_face", "net ms/face (b=64)", ".3f"),
            ("post_ms", "post ms", ".4f"), ("total_b1_ms", "total ms/face", ".3f"),
            ("apply_ms", "Filter.apply ms", ".3f")]
@@ -28,6 +30,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="bundled filter name or bundle path (repeatable; default: every bundled filter)")
     parser.add_argument("--repeat", type=int, default=50, help="timed calls per measurement (default 50)")
     parser.add_argument("--out", default="bench/results/filters.json", help="JSON output path")
+
+
+def _demo_face(bundle: Any) -> np.ndarray:
+    """The bundled demo clip's face (the astronaut), framed as the bundle frames faces, at its input size."""
+    import cv2
+
+    from privsdk.commands.demo import DEMO_CLIP
+    from privsdk.regions.faces import HaarFaces
+
+    capture = cv2.VideoCapture(str(DEMO_CLIP))
+    ok, frame = capture.read()
+    capture.release()
+    crop = (bundle.manifest["input"].get("face_crop") or {}).get("box")
+    faces = HaarFaces(crop=crop).find(frame) if ok else []
+    if not faces:
+        raise RuntimeError(f"no face found in the first frame of {DEMO_CLIP}")
+    x, y, w, h = faces[0].roi
+    hh, ww = bundle.input_size
+    return cv2.resize(frame[y:y + h, x:x + w], (ww, hh), interpolation=cv2.INTER_AREA)
 
 
 def _bench_one(name: str, repeat: int) -> Dict[str, Any]:
@@ -42,6 +63,21 @@ def _bench_one(name: str, repeat: int) -> Dict[str, Any]:
     h, w = bundle.input_size
     rng = np.random.default_rng(0)
     face = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    level_ms = 0.0
+    if bundle.level_template is not None:
+        from privsdk.regions.level import HeadLeveller
+
+        leveller = HeadLeveller.from_manifest(bundle.level_head or {}, bundle.level_template)
+        face = _demo_face(bundle)   # a real face: a noise image fails the registration early, which is cheaper
+        if leveller.crop(face, None)[1] is None:
+            raise RuntimeError("the demo clip's face did not register; timing the levelling would time a failure")
+        level_out = np.empty_like(face)
+        threads = leveller.cv2.getNumThreads()
+        leveller.cv2.setNumThreads(1)   # one core, like every other column
+        try:
+            level_ms = time_call(lambda: leveller.crop(face, None, out=level_out), repeat=repeat).median_ms
+        finally:
+            leveller.cv2.setNumThreads(threads)
     maps, noise_src = bundle.maps, kernels.NoiseSource()
     batch1 = np.empty((1, 3, h, w), np.float32)
     noises = [np.empty((1, *n["shape"]), np.float32) for n in bundle.noise_inputs]
@@ -53,7 +89,7 @@ def _bench_one(name: str, repeat: int) -> Dict[str, Any]:
     out_face = face.copy()
     post = time_call(lambda: kernels.post(y, out_face, None, maps.get("post_scale"), maps.get("post_shift"),
                                           threads=1), repeat=repeat)
-    row: Dict[str, Any] = {"filter": bundle.name, "kind": bundle.kind, "pre_ms": pre.median_ms,
+    row: Dict[str, Any] = {"filter": bundle.name, "kind": bundle.kind, "level_ms": level_ms, "pre_ms": pre.median_ms,
                            "post_ms": post.median_ms, "net_b1_ms": 0.0, "net_b64_ms_per_face": 0.0}
     if bundle.kind == "unet":
         import onnxruntime as ort
@@ -73,7 +109,7 @@ def _bench_one(name: str, repeat: int) -> Dict[str, Any]:
         f1, f64 = feeds(1), feeds(64)
         row["net_b1_ms"] = time_call(lambda: sess.run(None, f1), repeat=repeat).median_ms
         row["net_b64_ms_per_face"] = time_call(lambda: sess.run(None, f64), repeat=max(3, repeat // 10)).median_ms / 64
-    row["total_b1_ms"] = row["pre_ms"] + row["net_b1_ms"] + row["post_ms"]
+    row["total_b1_ms"] = row["level_ms"] + row["pre_ms"] + row["net_b1_ms"] + row["post_ms"]
     filt = privsdk.Filter(name, regions="full")
     row["apply_ms"] = time_call(lambda: filt.apply(face), repeat=repeat).median_ms
     row["backend"] = getattr(filt, "backend_name", None) or str(getattr(filt, "backend", ""))

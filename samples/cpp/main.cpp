@@ -130,6 +130,11 @@ class Sanitizer {
     w_ = (int)fs["input"]["width"];
     kind_ = (std::string)fs["kind"];
     swap_rb_ = fs["input"]["colour_order"].empty() || (std::string)fs["input"]["colour_order"] == "RGB";
+    // Fail closed on what this sample does not implement: a levelling bundle was evaluated on faces cut out
+    // level (privsdk.regions.level); running its maps on unlevelled faces would ship an unmeasured filter.
+    if (!fs["input"]["level_head"].empty())
+      throw std::runtime_error(bundle + ": input.level_head (head levelling) is not implemented in this sample; "
+                               "run this bundle with the Python runtime (privsdk.Filter)");
     // Frame faces as the training faces were (input.face_crop, measured with this same Haar cascade).
     cv::FileNode crop = fs["input"]["face_crop"];
     if (!crop.empty() && (std::string)crop["detector"] == "haar" && crop["box"].size() == 4) {

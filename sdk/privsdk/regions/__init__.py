@@ -5,7 +5,8 @@ cascade), ``yunet:PATH`` (``cv2.FaceDetectorYN`` with a YuNet model). New finder
 plug in with :func:`register_finder` or through the entry-point group
 ``privsdk.regions`` (a callable ``factory(**options) -> RegionFinder``). Face
 finders are wrapped in :class:`HoldOver`, so a face missed by the detector stays
-covered for ``hold`` frames.
+covered for ``hold`` frames. :class:`HeadLeveller` cuts a face out turned level, for
+bundles that ask for it (``input.level_head``).
 
 Example::
 
@@ -23,6 +24,7 @@ from ..log import get_logger
 from .base import Region, RegionFinder, clip_region, expand_to_aspect, iou
 from .full import FullFrame
 from .holdover import HoldOver
+from .level import HeadLeveller
 
 _log = get_logger(__name__)
 
@@ -98,5 +100,5 @@ def make_finder(spec: Any, *, aspect: float = 1.0, margin: Optional[float] = Non
 register_finder("faces", _haar)
 register_finder("haar", _haar)
 
-__all__ = ["Region", "RegionFinder", "FullFrame", "HoldOver", "make_finder", "register_finder", "finder_names",
+__all__ = ["Region", "RegionFinder", "FullFrame", "HoldOver", "HeadLeveller", "make_finder", "register_finder", "finder_names",
            "iou", "clip_region", "expand_to_aspect", "ENTRY_POINT_GROUP"]

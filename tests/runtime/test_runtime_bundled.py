@@ -10,7 +10,7 @@ import privsdk
 from privsdk.bundle import NORM, ONNX, load_bundle
 from privsdk.registry import FILTERS_DIR, headline_numbers
 
-BUNDLED = ("emotion", "emotion-lite")
+BUNDLED = ("emotion", "emotion-lite", "emotion-lite-levelled")
 
 
 @pytest.mark.parametrize("name", BUNDLED)
@@ -20,7 +20,7 @@ def test_bundled_filter_loads_with_matching_hashes(name: str) -> None:
     assert m["name"] == name
     assert m["secret"] == ["smile"]
     assert bundle.input_size == (64, 64)
-    assert bundle.kind == ("lite" if name.endswith("-lite") else "unet")
+    assert bundle.kind == ("lite" if "-lite" in name else "unet")
     assert (ONNX in bundle.files) == (bundle.kind == "unet")
     # small enough to ship in the wheel
     assert sum(len(b) for b in bundle.files.values()) < 5 * 2**20
@@ -37,6 +37,8 @@ def test_manifest_numbers_come_from_an_eval_of_the_shipped_files(name: str) -> N
         if fname in bundle.manifest["files"]:
             assert evaluated[fname] == bundle.manifest["files"][fname]
     assert report["protocol"], "the report names the protocol that produced it"
+    # a levelling bundle was evaluated levelling: the report's filter carries the same level_head section
+    assert report["filter"].get("level_head") == bundle.level_head
     listed = {f.name: f for f in privsdk.filters()}
     assert name in listed
     assert listed[name].numbers == headline_numbers(bundle.manifest)
@@ -140,3 +142,26 @@ def test_bundled_emotion_lite_leaves_the_eyes_of_a_camera_face(astronaut_bgr: np
         assert change[y + h // 4:y + 3 * h // 4, x + w // 4:x + 3 * w // 4].mean() < 12
     mouth_rows = change[face.y + int(0.75 * face.h):face.y + int(0.85 * face.h), face.x:face.x + face.w]
     assert mouth_rows.mean() > 30, "the lower face is the mean face"
+
+
+def test_bundled_levelled_filter_is_emotion_lite_on_a_level_face(lfw_faces: np.ndarray) -> None:
+    """`emotion-lite-levelled` is `emotion-lite`'s maps, byte for byte, run on each face cut out level against the
+    mean face of its training split -- what the evaluation's level_heads did before the same filter."""
+    import cv2
+
+    from privsdk.train.eval.pose_floor import level_heads
+
+    levelled, lite = load_bundle(FILTERS_DIR / "emotion-lite-levelled"), load_bundle(FILTERS_DIR / "emotion-lite")
+    assert levelled.manifest["files"][NORM] == lite.manifest["files"][NORM]
+    source = levelled.level_head["template_source"]
+    assert source["data"] == "smilesmiled" and source["split"] == "train" and source["faces"] > 9000
+    faces = np.stack([cv2.cvtColor(cv2.resize(face, (64, 64)), cv2.COLOR_GRAY2BGR) for face in lfw_faces[:6]])
+    turned = np.stack([cv2.warpAffine(f, cv2.getRotationMatrix2D((31.5, 31.5), a, 1.0), (64, 64),
+                                      borderMode=cv2.BORDER_REPLICATE) for f, a in zip(faces, (-8, -4, 0, 3, 6, 9))])
+    by_level = privsdk.Filter("emotion-lite-levelled", regions="full", seed=0)
+    expected = privsdk.Filter("emotion-lite", regions="full", seed=0)
+    on_level = level_heads(turned, levelled.level_template)
+    assert not np.array_equal(on_level, turned), "some of the turned faces were levelled"
+    for face, level in zip(turned, on_level):
+        np.testing.assert_array_equal(by_level.apply(face), expected.apply(level))
+    assert by_level.stats.unlevelled < len(turned)

@@ -168,3 +168,22 @@ def test_export_level_head_copies_the_filter_and_adds_the_template(tmp_path, fac
     assert main(["export", str(source), "--level-head"]) == 1
     assert "--level-head takes a bundle and -o DIR" in capsys.readouterr().err
     assert not (tmp_path / "cli").exists()
+
+
+def test_privsdk_run_says_how_many_faces_were_not_levelled(tmp_path, lfw_faces, capsys):
+    from privsdk.cli import main
+    from privsdk.registry import FILTERS_DIR
+
+    face = cv2.cvtColor(cv2.resize(lfw_faces[0], (64, 64)), cv2.COLOR_GRAY2BGR)
+    template = load_bundle(FILTERS_DIR / "emotion-lite-levelled").level_template
+    assert HeadLeveller(template).register(face) is not None, "a face framed like the training faces registers"
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    cv2.imwrite(str(frames / "0_face.png"), face)
+    cv2.imwrite(str(frames / "1_flat.png"), np.full((64, 64, 3), 90, np.uint8))   # nothing to register
+    rc = main(["run", "--source", str(frames), "--filter", "emotion-lite-levelled", "--regions", "full",
+               "--sink", str(tmp_path / "out"), "--json", str(tmp_path / "side.json")])
+    printed = capsys.readouterr().out
+    assert rc == 0, printed
+    assert "2 frames, 2 regions filtered, 1 not levelled, 0 blanked" in printed
+    assert json.loads((tmp_path / "side.json").read_text())["summary"]["unlevelled"] == 1

@@ -150,6 +150,8 @@ def run_pipeline(args: argparse.Namespace, source_spec: Any, sink_specs: List[st
     }
     if getattr(src, "reconnect_count", 0):
         summary["reconnects"] = src.reconnect_count
+    if flt.info["input"].get("level_head"):
+        summary["unlevelled"] = stats.unlevelled
     if side is not None:
         side.close(summary)
     return summary
@@ -157,7 +159,9 @@ def run_pipeline(args: argparse.Namespace, source_spec: Any, sink_specs: List[st
 
 def print_summary(summary: Dict[str, Any]) -> None:
     ms = summary["ms_per_frame"]
-    print(f"{summary['frames']} frames, {summary['regions']} regions filtered, {summary['blanked']} blanked, "
+    # a levelling filter says how many faces it filtered where they sat (not registered, so not levelled)
+    unlevelled = f"{summary['unlevelled']} not levelled, " if summary.get("unlevelled") else ""
+    print(f"{summary['frames']} frames, {summary['regions']} regions filtered, {unlevelled}{summary['blanked']} blanked, "
           f"{summary['fps']} FPS ({summary['backend']})")
     print("per frame: " + ", ".join(f"{k} {v:.2f} ms" for k, v in ms.items()))
     for out in summary["outputs"]:

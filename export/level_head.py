@@ -12,7 +12,7 @@ Example::
 
     from privsdk.export.level_head import level_bundle
     level_bundle("sdk/privsdk/filters/emotion-lite", "bundles/emotion-lite-levelled",
-                 name="emotion-lite-levelled", version="0.3.0")
+                 name="emotion-lite-levelled", version="0.1.0")
 """
 from __future__ import annotations
 

@@ -187,3 +187,32 @@ def test_privsdk_run_says_how_many_faces_were_not_levelled(tmp_path, lfw_faces, 
     assert rc == 0, printed
     assert "2 frames, 2 regions filtered, 1 not levelled, 0 blanked" in printed
     assert json.loads((tmp_path / "side.json").read_text())["summary"]["unlevelled"] == 1
+
+
+def test_baselines_can_be_levelled_as_a_levelling_bundle_levels(tmp_path, face64, capsys):
+    """`privsdk eval --level-baselines BUNDLE`: the bundle's own levelling, then the baseline unchanged."""
+    from privsdk.cli import main
+    from privsdk.train.eval.filters import baseline, levelled
+
+    big = cv2.resize(face64, (256, 256), interpolation=cv2.INTER_CUBIC)
+    turned = cv2.resize(_turn(big, 8.0, (127.5, 127.5)), (64, 64), interpolation=cv2.INTER_AREA)
+    faces = np.ascontiguousarray(np.stack([turned, face64])[..., ::-1])        # RGB, as the eval's faces
+    from privsdk.export.level_head import level_bundle
+    from privsdk.registry import FILTERS_DIR
+
+    source = FILTERS_DIR / "emotion-lite"     # 64×64, and levelling against this face's own template
+    bundle = level_bundle(source, tmp_path / "levelling", template=grey01(face64))
+    mask = levelled(baseline("lower_mask", 0.55), str(bundle))
+    assert mask.name == "levelled lower_mask:0.55" and mask.kind == "baseline" and mask.strength == 0.55
+    assert mask.info["level_head"]["sha256"] == load_bundle(bundle).manifest["files"][LEVEL]
+    out = mask(faces)
+    leveller = HeadLeveller(grey01(face64))
+    level, roll = leveller.crop(faces[0], None)
+    assert roll == pytest.approx(8.0, abs=1.0)
+    np.testing.assert_array_equal(out[0], baseline("lower_mask", 0.55)(level[None])[0])
+    assert not np.array_equal(out[0], baseline("lower_mask", 0.55)(faces[:1])[0])    # the turn is not skipped
+    assert abs(leveller.register(level)[0]) < 1.0                                    # its eyes now sit level
+    with pytest.raises(InputError, match="no input.level_head"):
+        levelled(baseline("blur", 2.0), str(source))
+    assert main(["eval", "--filter", str(source), "--level-baselines", str(bundle), "--data", "x=y"]) == 1
+    assert "no baseline to level" in capsys.readouterr().err

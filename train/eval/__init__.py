@@ -22,7 +22,7 @@ Example::
 """
 from .bounds import lemma22_lower_bound, lemma23_achievable, mutual_information_nats, tradeoff_bounds
 from .filters import (BASELINE_STRENGTHS, FilterUnderEval, baseline, baseline_sweep, bundle_filter,
-                      checkpoint_filter, frame_mean, make_filter)
+                      checkpoint_filter, frame_mean, levelled, make_filter)
 from .metrics import balanced_accuracy, classification_metrics, image_fidelity, roc_auc
 from .pose_floor import head_geometry, level_heads, secret_from_pose
 from .protocol import EvalData, Evaluator, ProtocolSettings, evaluate, stratified_split
@@ -30,7 +30,7 @@ from .report import read_report, write_report
 from .training import TrainSettings, train_model
 from .verification import LabelledFaces
 
-__all__ = ["FilterUnderEval", "baseline", "baseline_sweep", "bundle_filter", "checkpoint_filter", "frame_mean", "make_filter",
+__all__ = ["FilterUnderEval", "baseline", "baseline_sweep", "bundle_filter", "checkpoint_filter", "frame_mean", "levelled", "make_filter",
            "BASELINE_STRENGTHS", "EvalData", "Evaluator", "ProtocolSettings", "evaluate", "stratified_split",
            "TrainSettings", "train_model", "balanced_accuracy", "classification_metrics", "image_fidelity",
            "roc_auc", "lemma22_lower_bound", "lemma23_achievable", "mutual_information_nats", "tradeoff_bounds",

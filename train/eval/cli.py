@@ -27,6 +27,8 @@ examples:
   privsdk eval --filter path/to/emotion_bundle --data genki4k=../shared/data/GENKI4K --framing runtime
   # identity verification with labelled pairs (one folder of photos per person)
   privsdk eval --filter F.pt --data smilesmiled=../shared/data/SMILEsmileD --identity-data faces_by_person/
+  # grey lower-face masks on faces levelled as a levelling bundle levels them (equal terms)
+  privsdk eval --filter lower_mask:0.55 --level-baselines sdk/privsdk/filters/emotion-lite-levelled --data ...
   # paper 000, Section 4 (synthetic data, known answers)
   privsdk eval synthetic --quick
   # one table and trade-off plot from runs measured separately on the same data and split
@@ -73,6 +75,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--baselines", nargs="?", const="all", default=None, metavar="KINDS",
                         help="also evaluate the baselines at several strengths ('all' or a comma list, "
                              "e.g. blur,pixelate)")
+    parser.add_argument("--level-baselines", default=None, metavar="BUNDLE",
+                        help="cut every face out level before each baseline, with the head levelling of this "
+                             "levelling bundle (its template and limits, as Filter runs it), so that baselines "
+                             "compare with a levelling filter on equal terms; names read 'levelled KIND:STRENGTH'")
     parser.add_argument("--data", type=_name_path, metavar="NAME=PATH",
                         help="data set to train and test attackers on (smilesmiled, genki4k, ...)")
     parser.add_argument("--test-data", type=_name_path, metavar="NAME=PATH",
@@ -204,7 +210,7 @@ def main(args: argparse.Namespace) -> int:
     if args.mode == "merge":
         return _run_merge(args)
 
-    from .filters import BASELINE_STRENGTHS, baseline_sweep, frame_mean, make_filter
+    from .filters import BASELINE_STRENGTHS, baseline_sweep, frame_mean, levelled, make_filter
     from .plot import plot_examples, plot_tradeoff
     from .protocol import EvalData, ProtocolSettings, evaluate
     from .report import summary_table, write_report
@@ -228,6 +234,10 @@ def main(args: argparse.Namespace) -> int:
         if unknown:
             raise InputError(f"--baselines: unknown kind(s) {unknown}; expected some of {sorted(BASELINE_STRENGTHS)}")
         filters += baseline_sweep(kinds, quick=args.quick)
+    if args.level_baselines:
+        if not any(f.kind == "baseline" for f in filters):
+            raise InputError("--level-baselines: no baseline to level; expected --baselines or --filter KIND[:STRENGTH]")
+        filters = [levelled(f, args.level_baselines) if f.kind == "baseline" else f for f in filters]
     filters = [frame_mean(f, args.average_frames) for f in filters]
 
     ds, splits = _load(*args.data, args.secret, args.size, args.split_seed)

@@ -317,6 +317,42 @@ def bundle_filter(path: str) -> FilterUnderEval:
     return FilterUnderEval(b.name, fn, stochastic, f"bundle-{b.kind}", None, info)
 
 
+def levelled(flt: FilterUnderEval, bundle_path: str) -> FilterUnderEval:
+    """``flt`` on faces cut out level first, by the head levelling of a levelling bundle.
+
+    The same registration, template and limits ``Filter`` runs for that bundle (its ``input.level_head``
+    and ``level.npz``), so a baseline can be compared with a levelling filter on equal terms: both give
+    up the head's roll. A face the registration fails on is filtered as it is, as the runtime does.
+
+    Example::
+
+        import numpy as np
+        from privsdk.train.eval.filters import baseline, levelled
+        faces = np.random.default_rng(0).integers(0, 256, (2, 64, 64, 3), dtype=np.uint8)
+        mask = levelled(baseline("lower_mask", 0.55), "sdk/privsdk/filters/emotion-lite-levelled")
+        mask.name, mask(faces).shape           # ('levelled lower_mask:0.55', (2, 64, 64, 3))
+    """
+    from privsdk.bundle import LEVEL, load_bundle
+    from privsdk.regions.level import HeadLeveller
+
+    b = load_bundle(bundle_path)
+    if not b.level_head or b.level_template is None:
+        raise InputError(f"levelling by {bundle_path}: its manifest has no input.level_head; expected a levelling "
+                         "bundle (made by `privsdk export BUNDLE --level-head -o DIR`)")
+    leveller = HeadLeveller.from_manifest(b.level_head, b.level_template)
+
+    def run(images: np.ndarray) -> np.ndarray:
+        images = check_images(images)
+        level = np.empty((len(images), *leveller.size, 3), np.uint8)
+        for i, face in enumerate(images):
+            leveller.crop(face, None, out=level[i])   # a failed registration leaves the face as it is
+        return flt(level)
+
+    info = {**flt.info, "level_head": {**b.level_head, "bundle": str(bundle_path),
+                                       "sha256": b.manifest["files"][LEVEL]}}
+    return FilterUnderEval(f"levelled {flt.name}", run, flt.stochastic, flt.kind, flt.strength, info)
+
+
 # ------------------------------------------------------------------ one entry point
 
 def make_filter(spec: str, device: str = "cpu", seed: Optional[int] = None) -> FilterUnderEval:

@@ -58,6 +58,23 @@ def test_a_turned_face_in_a_frame_is_cut_out_level(angle, astronaut_bgr, face64,
     assert np.abs(crop[8:56, 8:56].astype(int) - face64[8:56, 8:56].astype(int)).mean() < 8
 
 
+@pytest.mark.parametrize("angle, dx, dy", [(6.0, 8.0, -5.0), (-4.0, -6.0, 4.0)])
+def test_recentring_undoes_the_shift_as_well_as_the_roll(angle, dx, dy, astronaut_bgr, face64):
+    x, y, w, h = BOX
+    turn = cv2.getRotationMatrix2D((x + (w - 1) / 2, y + (h - 1) / 2), -angle, 1.0)
+    turn[:, 2] += (dx, dy)                                   # turned clockwise, then moved by (dx, dy) frame pixels
+    frame = cv2.warpAffine(astronaut_bgr, turn, (512, 512), borderMode=cv2.BORDER_REPLICATE)
+    recentring, levelling = HeadLeveller(grey01(face64), recentre=True), HeadLeveller(grey01(face64))
+    crop, roll = recentring.crop(frame, BOX)
+    assert roll == pytest.approx(angle, abs=0.6)
+    again = recentring.register(crop)
+    assert abs(again[0]) < 0.6 and max(abs(again[1]), abs(again[2])) < 0.3            # level and in place
+    assert np.abs(crop[8:56, 8:56].astype(int) - face64[8:56, 8:56].astype(int)).mean() < 4
+    level_only = levelling.register(levelling.crop(frame, BOX)[0])
+    assert abs(level_only[0]) < 0.6                                                      # level, but still moved:
+    assert level_only[1] == pytest.approx(dx * 64 / w, abs=0.6) and level_only[2] == pytest.approx(dy * 64 / h, abs=0.6)
+
+
 def test_a_face_that_cannot_be_registered_is_cut_out_as_it_is(leveller):
     rng = np.random.default_rng(0)
     frame = rng.integers(0, 256, (120, 160, 3), dtype=np.uint8)

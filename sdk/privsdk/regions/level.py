@@ -61,10 +61,14 @@ class HeadLeveller:
             H×W, framed like the faces the template was made from.
         upper_share: the top share of rows registered (0.1-1).
         max_roll_deg, max_shift_share: a registration beyond these is taken as failed.
+        recentre: undo the registration whole (shift as well as roll), so the face sits where the
+            template's does. Measured on SMILEsmileD it hid the smile *less* than the roll alone
+            (docs/emotion-methods.md, "After 0.1.0"), so no bundle asks for it; it is here to be measured.
     """
 
     def __init__(self, template: np.ndarray, upper_share: float = UPPER_SHARE,
-                 max_roll_deg: float = MAX_ROLL_DEG, max_shift_share: float = MAX_SHIFT_SHARE) -> None:
+                 max_roll_deg: float = MAX_ROLL_DEG, max_shift_share: float = MAX_SHIFT_SHARE,
+                 recentre: bool = False) -> None:
         t = np.asarray(template)
         if t.ndim != 2 or min(t.shape) < 8 or not np.issubdtype(t.dtype, np.floating):
             raise InputError(f"head levelling template: expected an H×W float array (H, W ≥ 8) in 0-1, "
@@ -82,6 +86,7 @@ class HeadLeveller:
         self.size: Tuple[int, int] = (int(t.shape[0]), int(t.shape[1]))
         self.upper_share, self.max_roll_deg = float(upper_share), float(max_roll_deg)
         self.max_shift_share = float(max_shift_share)
+        self.recentre = bool(recentre)
         h, w = self.size
         self._mask = np.zeros((h, w), np.uint8)
         self._mask[: max(2, int(round(self.upper_share * h)))] = 1
@@ -103,6 +108,11 @@ class HeadLeveller:
         Roll is positive when the face is turned clockwise in the picture; the shift is that of the
         crop's centre in pixels. ``crop`` is H×W(×C), uint8 (0-255) or float (0-1).
         """
+        found = self._register(crop)
+        return None if found is None else found[0]
+
+    def _register(self, crop: np.ndarray) -> Optional[Tuple[Tuple[float, float, float], np.ndarray]]:
+        """``((roll, sx, sy), W)``: W is the 2×3 map from template to crop pixels (ECC's); None on failure."""
         cv2 = self.cv2
         g = grey01(crop)
         if g.shape != self.size:
@@ -122,7 +132,7 @@ class HeadLeveller:
         h, w = self.size
         if abs(roll) > self.max_roll_deg or max(abs(sx), abs(sy)) > self.max_shift_share * max(h, w):
             return None
-        return roll, sx, sy
+        return (roll, sx, sy), warp.astype(np.float64)
 
     def _frame_to_crop(self, frame_shape: Tuple[int, ...], roi: Optional[Sequence[int]]) -> np.ndarray:
         """The 3×3 map from frame pixels to crop pixels (pixel centres aligned, as the pre-kernel resizes)."""
@@ -151,12 +161,14 @@ class HeadLeveller:
             raise InputError(f"head levelling: out is {out.dtype} {out.shape}; expected uint8 {(h, w, *frame.shape[2:])}")
         flags, border = cv2.INTER_LINEAR, cv2.BORDER_REPLICATE
         out[...] = cv2.warpAffine(frame, to_crop[:2], (w, h), flags=flags, borderMode=border).reshape(out.shape)
-        found = self.register(out)
+        found = self._register(out)
         if found is None:
             return out, None
-        roll = found[0]
-        # OpenCV's positive angle turns counter-clockwise: it undoes a clockwise (positive) roll
-        turn = np.vstack([cv2.getRotationMatrix2D(self._centre, roll, 1.0), [0.0, 0.0, 1.0]])
+        roll = found[0][0]
+        if self.recentre:     # the registration undone whole: the face turned level and moved onto the template's
+            turn = np.linalg.inv(np.vstack([found[1], [0.0, 0.0, 1.0]]))
+        else:                 # OpenCV's positive angle turns counter-clockwise: it undoes a clockwise (positive) roll
+            turn = np.vstack([cv2.getRotationMatrix2D(self._centre, roll, 1.0), [0.0, 0.0, 1.0]])
         out[...] = cv2.warpAffine(frame, (turn @ to_crop)[:2], (w, h), flags=flags,
                                   borderMode=border).reshape(out.shape)
         return out, roll

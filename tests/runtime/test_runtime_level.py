@@ -229,6 +229,8 @@ def test_baselines_can_be_levelled_as_a_levelling_bundle_levels(tmp_path, face64
     np.testing.assert_array_equal(out[0], baseline("lower_mask", 0.55)(level[None])[0])
     assert not np.array_equal(out[0], baseline("lower_mask", 0.55)(faces[:1])[0])    # the turn is not skipped
     assert abs(leveller.register(level)[0]) < 1.0                                    # its eyes now sit level
+    with pytest.raises(InputError, match="faces are 32×32, its template 64×64"):
+        mask(np.zeros((1, 32, 32, 3), np.uint8))
     with pytest.raises(InputError, match="no input.level_head"):
         levelled(baseline("blur", 2.0), str(source))
     assert main(["eval", "--filter", str(source), "--level-baselines", str(bundle), "--data", "x=y"]) == 1

@@ -343,6 +343,9 @@ def levelled(flt: FilterUnderEval, bundle_path: str) -> FilterUnderEval:
 
     def run(images: np.ndarray) -> np.ndarray:
         images = check_images(images)
+        if images.shape[1:3] != leveller.size:   # the baseline must see faces the size the metrics compare
+            raise InputError(f"levelling by {bundle_path}: faces are {images.shape[1]}×{images.shape[2]}, its template "
+                             f"{leveller.size[0]}×{leveller.size[1]}; expected the data loaded at the bundle's size")
         level = np.empty((len(images), *leveller.size, 3), np.uint8)
         for i, face in enumerate(images):
             leveller.crop(face, None, out=level[i])   # a failed registration leaves the face as it is

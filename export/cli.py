@@ -8,7 +8,7 @@ from typing import Any, Dict
 
 HELP = "export a trained checkpoint to a filter bundle (ONNX + maps), or a bundle to a TensorRT engine"
 DESCRIPTION = """\
-Five uses:
+Six uses:
 
   privsdk export CHECKPOINT -o DIR [--name N] [--version V] [--report R] [--fp16] [--opset N] [--simplify]
       Write the filter bundle DIR (filter.onnx, norm.npz, filter.json). Every export
@@ -32,6 +32,12 @@ Five uses:
       the data its manifest names) and pasted back level. The head's roll is given up
       so that it cannot give the secret away. Evaluate DIR and embed its report.
 
+  privsdk export BUNDLE --erase-secret -o DIR [--erase-data NAME=ROOT] [--name N] [--version V]
+      Write a new bundle DIR: the same filter, with what is left of its secret that a
+      linear model could read projected out of every face (LEACE, fit in closed form on
+      the filter's outputs for the training split of the data its manifest names, the
+      ridge picked on the validation split). Evaluate DIR and embed its report.
+
   privsdk export BUNDLE --format engine [--fp16 | --int8 --calib DIR | --precision P] [--max-batch N] [--workspace MB]
       Build a TensorRT 10 engine for this machine's GPU into the engine cache
       ($XDG_CACHE_HOME/privsdk/engines), check it against onnxruntime and record
@@ -41,6 +47,7 @@ Examples:
   privsdk export runs/emotion/best.pt -o bundles/emotion --name emotion --fp16
   privsdk export bundles/emotion --report runs/emotion/eval.json
   privsdk export sdk/privsdk/filters/emotion-lite --level-head -o bundles/emotion-lite-levelled
+  privsdk export sdk/privsdk/filters/emotion-lite-levelled --erase-secret -o bundles/emotion-lite-erased
   privsdk export bundles/emotion --format engine --fp16 --max-batch 16
 """
 
@@ -59,6 +66,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--level-head", action="store_true",
                         help="for a bundle: write a new bundle (-o DIR) that cuts every face out level first, "
                              "registered onto its training faces' mean face")
+    parser.add_argument("--erase-secret", action="store_true",
+                        help="for a bundle: write a new bundle (-o DIR) whose outputs have the secret's linear trace "
+                             "projected out (LEACE, fit on its training faces' outputs)")
+    parser.add_argument("--erase-data", metavar="NAME=ROOT",
+                        help="--erase-secret: the faces to fit on (default: the data the bundle's manifest names)")
     parser.add_argument("--report", metavar="EVAL_REPORT.json",
                         help="embed this 'privsdk eval' report under 'evaluation' (must match the bundle's files)")
     parser.add_argument("--format", choices=("bundle", "engine"), default="bundle",
@@ -115,6 +127,9 @@ def main(args: argparse.Namespace) -> int:
         return 0
     if args.int8 or args.calib or args.precision:
         raise InputError("--int8, --calib and --precision apply to '--format engine' only")
+    if args.level_head and args.erase_secret:
+        raise InputError("--erase-secret and --level-head each write a new bundle: level first, then erase the "
+                         "levelled bundle (the eraser is fit on what the runtime feeds the post-kernel)")
     if args.level_head:
         if not _is_bundle(source) or not args.output:
             raise InputError("--level-head takes a bundle and -o DIR, the new bundle to write "
@@ -128,6 +143,22 @@ def main(args: argparse.Namespace) -> int:
                            description=args.description or None)
         print(f"wrote {out}: {source} with head levelling; evaluate it ('privsdk eval --filter {out} ...') and "
               f"embed the report ('privsdk export {out} --report REPORT')")
+        return 0
+    if args.erase_data and not args.erase_secret:
+        raise InputError("--erase-data names the faces --erase-secret fits on; give --erase-secret too")
+    if args.erase_secret:
+        if not _is_bundle(source) or not args.output:
+            raise InputError("--erase-secret takes a bundle and -o DIR, the new bundle to write "
+                             "('privsdk export BUNDLE --erase-secret -o DIR')")
+        if args.report or args.face_crop:
+            raise InputError("--erase-secret writes a new bundle with no report: evaluate it, then embed the report "
+                             "with a second 'privsdk export DIR --report REPORT'")
+        from .erase_secret import erase_bundle
+
+        out = erase_bundle(source, args.output, name=args.name, version=args.bundle_version,
+                           description=args.description or None, data=args.erase_data)
+        print(f"wrote {out}: {source} with a linear eraser of its secret; evaluate it ('privsdk eval --filter {out} "
+              f"...') and embed the report ('privsdk export {out} --report REPORT')")
         return 0
     if _is_bundle(source) and args.face_crop:
         from .bundle_export import embed_face_crop

@@ -135,6 +135,10 @@ class Sanitizer {
     if (!fs["input"]["level_head"].empty())
       throw std::runtime_error(bundle + ": input.level_head (head levelling) is not implemented in this sample; "
                                "run this bundle with the Python runtime (privsdk.Filter)");
+    // Likewise an erasing bundle: without its eraser (erase.npz, privsdk.erase) the secret's linear trace stays.
+    if (fs["erase"].isMap())
+      throw std::runtime_error(bundle + ": erase (the linear eraser of the secret) is not implemented in this "
+                               "sample; run this bundle with the Python runtime (privsdk.Filter)");
     // Frame faces as the training faces were (input.face_crop, measured with this same Haar cascade).
     cv::FileNode crop = fs["input"]["face_crop"];
     if (!crop.empty() && (std::string)crop["detector"] == "haar" && crop["box"].size() == 4) {

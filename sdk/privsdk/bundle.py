@@ -10,6 +10,9 @@ A bundle is a directory (or a ``.zip`` of one) holding:
 - ``level.npz``   -- only with ``input.level_head``: the H×W float32 ``template`` face
   (0-1 grey) the runtime registers each face onto to cut it out level
   (:mod:`privsdk.regions.level`).
+- ``erase.npz``   -- only with an ``erase`` section: the linear eraser of the secret
+  (``mean``, ``basis``, ``readout``) applied to the network's output before the post-kernel
+  (:mod:`privsdk.erase`).
 
 A bundle whose hashes do not match is refused with :class:`BundleError`.
 
@@ -30,6 +33,7 @@ Manifest (``format: "privsdk-filter/1"``)::
       "output": {"convention": "rgb01"},   # network output in [0, 1], RGB, NCHW
       "method": {"name": "aioi", "hyperparameters": {...}},
       "training": {...} ,                   # data, split, seed, epochs, versions
+      "erase": {"file": "erase.npz", "secret": "smile", "rank": 1, ...},   # optional
       "evaluation": {...} | null,           # the `privsdk eval` report, verbatim
       "files": {"filter.onnx": "<sha256>", "norm.npz": "<sha256>", ...}
     }
@@ -62,6 +66,7 @@ MANIFEST = "filter.json"
 ONNX = "filter.onnx"
 NORM = "norm.npz"
 LEVEL = "level.npz"
+ERASE = "erase.npz"
 KINDS = ("unet", "lite")
 MAP_KEYS = ("scale", "shift", "sigma")
 OPTIONAL_MAP_KEYS = ("post_scale", "post_shift")
@@ -89,6 +94,8 @@ class Bundle:
     maps: Dict[str, np.ndarray] = field(repr=False)
     #: the H×W grey template face of ``input.level_head`` (None: faces are not levelled)
     level_template: Optional[np.ndarray] = field(default=None, repr=False)
+    #: the linear eraser of the manifest's ``erase`` section (None: no erasure stage)
+    eraser: Optional[Any] = field(default=None, repr=False)
 
     @property
     def level_head(self) -> Optional[Dict[str, Any]]:
@@ -163,6 +170,12 @@ def validate_manifest(manifest: Any, source: str = "<manifest>") -> Dict[str, An
             value = level.get(key)
             if value is not None and (not isinstance(value, (int, float)) or not low < value <= high):
                 raise _fail(source, f"input.level_head.{key} is {value!r}; expected a number in ({low}, {high}]")
+    if "erase" in manifest and manifest["erase"] is not None:
+        erase = manifest["erase"]
+        if not isinstance(erase, dict) or erase.get("file") != ERASE:
+            raise _fail(source, f"erase must be {{'file': {ERASE!r}, 'secret': …}}, got {erase!r}")
+        if ERASE not in manifest["files"]:
+            raise _fail(source, f"erase names {ERASE}, but files does not list it")
     if NORM not in manifest["files"]:
         raise _fail(source, f"files must list {NORM}")
     if manifest["kind"] == "unet":
@@ -247,7 +260,12 @@ def load_bundle(path: Union[str, Path]) -> Bundle:
     input_hw = (manifest["input"]["height"], manifest["input"]["width"])
     maps = load_maps(files[NORM], input_hw, source)
     template = load_level_template(files[LEVEL], input_hw, source) if "level_head" in manifest["input"] else None
-    return Bundle(source=source, manifest=manifest, files=files, maps=maps, level_template=template)
+    eraser = None
+    if manifest.get("erase"):
+        from .erase import load_eraser
+
+        eraser = load_eraser(files[ERASE], (3, *input_hw), source)
+    return Bundle(source=source, manifest=manifest, files=files, maps=maps, level_template=template, eraser=eraser)
 
 
 def load_level_template(data: bytes, input_hw: Tuple[int, int], source: str) -> np.ndarray:

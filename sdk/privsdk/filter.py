@@ -70,7 +70,7 @@ from .log import get_logger
 _log = get_logger(__name__)
 
 REGION_MODES = ("auto", "full", "faces")
-STAGES = ("capture", "regions", "pre", "network", "post")  # capture: waiting for a stream's next frame
+STAGES = ("capture", "regions", "pre", "network", "erase", "post")  # capture: waiting for a stream's next frame
 
 
 @dataclass
@@ -127,9 +127,9 @@ class _Network:
     """What a Filter runs: maps, noise shapes, backend (None for lite), and a manifest-like info."""
 
     def __init__(self, info: Dict[str, Any], maps: Dict[str, np.ndarray], spec: Any, lite: bool,
-                 level_template: Optional[np.ndarray] = None) -> None:
+                 level_template: Optional[np.ndarray] = None, eraser: Any = None) -> None:
         self.info, self.maps, self.spec, self.lite = info, maps, spec, lite
-        self.level_template = level_template
+        self.level_template, self.eraser = level_template, eraser
 
 
 def _load_bundle_network(path: Path) -> _Network:
@@ -146,7 +146,7 @@ def _load_bundle_network(path: Path) -> _Network:
     colour = bundle.manifest["input"].get("colour_order", "RGB")
     info = dict(bundle.manifest)
     info["_swap_rb"] = colour == "RGB"
-    return _Network(info, bundle.maps, spec, bundle.kind == "lite", bundle.level_template)
+    return _Network(info, bundle.maps, spec, bundle.kind == "lite", bundle.level_template, bundle.eraser)
 
 
 def _load_checkpoint_network(path: Path) -> _Network:
@@ -229,6 +229,7 @@ class Filter:
 
             self._leveller = HeadLeveller.from_manifest(net.info["input"]["level_head"], net.level_template)
             self._level_crop = np.empty((*self.input_size, 3), np.uint8)
+        self._eraser = net.eraser   # the bundle's linear eraser of the secret (its `erase` section), or None
         self.backend = None
         if not self._lite:
             self.backend = create_backend(backend, net.spec, device, threads)
@@ -254,7 +255,9 @@ class Filter:
         self._last_shape: Optional[Tuple[int, ...]] = None
         _log.info("filter %s %s (%s, input %d×%d) ready: %s; regions=%s%s", self.name, net.info.get("version", "?"),
                   "lite" if self._lite else "network", w, h, self.describe_backend(), self._region_label(),
-                  f"; {self._leveller.describe()}" if self._leveller is not None else "")
+                  (f"; {self._leveller.describe()}" if self._leveller is not None else "")
+                  + (f"; {self._eraser.describe()} of {net.info.get('erase', {}).get('secret')}"
+                     if self._eraser is not None else ""))
 
     # ------------------------------------------------------------------ info
     @property
@@ -351,6 +354,15 @@ class Filter:
         n = len(jobs)
         if n == 0:
             return
+        filtered = self._network(n)
+        t0 = time.perf_counter()
+        ps, pt = self._maps.get("post_scale"), self._maps.get("post_shift")
+        for i, (out, roi) in enumerate(jobs):
+            post(filtered[i], out, roi, ps, pt, swap_rb=self._swap_rb)
+        self.stats.seconds["post"] += time.perf_counter() - t0
+
+    def _network(self, n: int) -> np.ndarray:
+        """The network (none for lite) and the eraser on the first ``n`` batch slots: what post receives."""
         t0 = time.perf_counter()
         if self._lite:
             filtered = self._batch[:n]
@@ -360,12 +372,42 @@ class Filter:
                 raise BackendError(f"the backend returned {describe_array(filtered)}; expected float32 "
                                    f"({n}, 3, {self.input_size[0]}, {self.input_size[1]})")
         t1 = time.perf_counter()
-        ps, pt = self._maps.get("post_scale"), self._maps.get("post_shift")
-        for i, (out, roi) in enumerate(jobs):
-            post(filtered[i], out, roi, ps, pt, swap_rb=self._swap_rb)
-        t2 = time.perf_counter()
         self.stats.seconds["network"] += t1 - t0
-        self.stats.seconds["post"] += t2 - t1
+        if self._eraser is not None:
+            # a backend may hand back a read-only or strided view of its own buffer: erase a copy of it then
+            filtered = self._eraser.apply(np.require(filtered, np.float32, ["C", "W"]))
+            self.stats.seconds["erase"] += time.perf_counter() - t1
+        return filtered
+
+    def network_outputs(self, crops: Sequence[np.ndarray]) -> np.ndarray:
+        """What the post-kernel receives for each face crop: N×3×H×W float32 in the bundle's output convention.
+
+        Each crop (H'×W'×3 uint8 BGR, the whole image taken as the face) goes through everything
+        :meth:`apply` runs before the post-kernel: levelling, the pre-kernel, the network and the eraser.
+        This is the space a bundle's eraser is fit in (``privsdk export BUNDLE --erase-secret``).
+
+        Example::
+
+            import numpy as np
+            from privsdk import Filter
+            face = np.full((64, 64, 3), 128, np.uint8)
+            Filter("emotion-lite").network_outputs([face]).shape     # (1, 3, 64, 64)
+        """
+        h, w = self.input_size
+        result = np.empty((len(crops), 3, h, w), np.float32)
+        with self._lock:
+            for start in range(0, len(crops), self.max_batch):
+                chunk = crops[start:start + self.max_batch]
+                for slot, crop in enumerate(chunk):
+                    source = self._check_frame(crop, f"crops[{start + slot}]")
+                    if self._leveller is not None:
+                        source, roll = self._leveller.crop(source, None, out=self._level_crop)
+                        self.stats.unlevelled += int(roll is None)
+                    self._pre_maps.pre(source, None, out=self._batch[slot],
+                                       noise_outputs=[z[slot] for z in self._noise], rng=self._rng,
+                                       swap_rb=self._swap_rb)
+                result[start:start + len(chunk)] = self._network(len(chunk))
+        return result
 
     def _find_regions(self, frame: np.ndarray) -> list:
         """The regions of one (checked) frame; frames must come in stream order (hold-over)."""

@@ -92,3 +92,26 @@ def test_cpp_sample_frames_faces_as_the_bundle_says(sample, tmp_path, astronaut_
     assert abs(xs.min() - r.x) <= 2 and abs(xs.max() + 1 - (r.x + r.w)) <= 2
     assert abs(ys.min() - r.y) <= 2 and abs(ys.max() + 1 - (r.y + r.h)) <= 2
     assert r.w < 100, "the tight layout, not the default margin"
+
+
+def test_cpp_sample_refuses_bundles_whose_stages_it_lacks(sample, tmp_path, astronaut_bgr):
+    """Head levelling and the secret's eraser are Python-runtime stages: the sample must not run such a bundle
+    without them (it would ship a filter other than the one measured)."""
+    from privsdk.bundle import ERASE, LEVEL, serialize_maps, write_bundle
+
+    src = tmp_path / "a.png"
+    cv2.imwrite(str(src), astronaut_bgr)
+    m = tiny.manifest("levelling-lite", "lite")
+    m["input"]["level_head"] = {"template": LEVEL, "upper_share": 0.5}
+    levelling = write_bundle(tmp_path / "levelling", m, tiny.lite_maps(),
+                             extra_files={LEVEL: serialize_maps({"template": np.full(tiny.HW, 0.5, np.float32)})})
+    m = tiny.manifest("erasing-lite", "lite")
+    m["erase"] = {"file": ERASE, "secret": "smile", "rank": 1}
+    zeros = np.zeros((1, 3, *tiny.HW), np.float32)
+    erasing = write_bundle(tmp_path / "erasing", m, tiny.lite_maps(), extra_files={
+        ERASE: serialize_maps({"mean": zeros[0], "basis": zeros, "readout": zeros})})
+    for bundle, what in ((levelling, "input.level_head"), (erasing, "erase (the linear eraser")):
+        out = tmp_path / f"{bundle.name}.png"
+        res = subprocess.run([str(sample), str(bundle), str(src), str(out)], capture_output=True, text=True,
+                             timeout=60)
+        assert res.returncode == 1 and what in res.stderr and not out.exists(), res.stdout + res.stderr

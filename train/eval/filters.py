@@ -279,6 +279,8 @@ def _bundle_direct(path: str) -> Tuple[Callable[[np.ndarray], np.ndarray], Any]:
                 feeds = {onnx_info["image_input"]: x[None]}
                 feeds.update({n["name"]: t[None] for n, t in zip(onnx_info.get("noise_inputs", []), noises)})
                 y = session.run([onnx_info["output"]], feeds)[0][0].astype(np.float32)
+            if b.eraser is not None:   # the bundle's linear eraser of the secret, as Filter runs it
+                y = b.eraser.apply(np.array(y[None], np.float32))[0]
             post(y, frame, None, maps.get("post_scale"), maps.get("post_shift"), swap_rb=swap)
             out[i] = frame[..., ::-1]
         return out
@@ -313,6 +315,8 @@ def bundle_filter(path: str) -> FilterUnderEval:
         info["face_crop"] = b.manifest["input"]["face_crop"]
     if b.level_head:   # every face is cut out level before it is filtered: the report says so
         info["level_head"] = b.level_head
+    if b.manifest.get("erase"):   # and its output passes through the bundle's linear eraser of the secret
+        info["erase"] = {k: v for k, v in b.manifest["erase"].items() if k != "validation_rms_change"}
     stochastic = b.kind != "lite" or bool(np.any(b.maps["sigma"] != 0))   # as for checkpoints, above
     return FilterUnderEval(b.name, fn, stochastic, f"bundle-{b.kind}", None, info)
 

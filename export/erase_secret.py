@@ -1,0 +1,136 @@
+"""An erasing bundle from an existing one: the same filter, with the secret's linear trace projected out.
+
+:func:`erase_bundle` runs the source bundle (through :class:`privsdk.Filter`, exactly as a device runs it:
+levelling, pre-kernel, network) on the training and validation splits of the set it was trained on, fits
+LEACE to the outputs (:mod:`privsdk.train.erasure`) and writes a new bundle: the source's files byte for
+byte plus ``erase.npz`` and an ``erase`` section in the manifest. The runtime applies it between the
+network and the post-kernel (:mod:`privsdk.erase`). The data is named by the source's manifest
+(``training.config.data``: name, root, split seed and fractions; extra sets in ``data.also`` are not
+used) unless ``data`` is given. The new bundle carries no evaluation until one of its own is embedded.
+
+Example::
+
+    from privsdk.export.erase_secret import erase_bundle
+    erase_bundle("sdk/privsdk/filters/emotion-lite-levelled", "bundles/emotion-lite-erased",
+                 name="emotion-lite-erased", version="0.1.0")
+"""
+from __future__ import annotations
+
+import datetime as _dt
+from pathlib import Path
+from typing import Any, Dict, Mapping, Optional, Tuple, Union
+
+import numpy as np
+
+from privsdk.bundle import ERASE, NORM, ONNX, load_bundle, serialize_maps, write_bundle
+from privsdk.errors import InputError
+from privsdk.log import get_logger
+
+_log = get_logger(__name__)
+
+#: faces run through the filter at a time (their float outputs are 48 KB each at 64×64)
+CHUNK = 512
+
+
+def _data_config(bundle: Any, data: Optional[str]) -> Dict[str, Any]:
+    recorded = dict(((bundle.manifest.get("training") or {}).get("config") or {}).get("data") or {})
+    if data:
+        name, sep, root = data.partition("=")
+        if not sep or not name or not root:
+            raise InputError(f"--erase-data {data!r}: expected NAME=ROOT, e.g. smilesmiled=../shared/data/SMILEsmileD")
+        recorded.update(name=name, root=root)
+    name, root = recorded.get("name"), recorded.get("root")
+    if not name or not root or not Path(str(root)).exists():
+        raise InputError(f"the eraser is fit on the bundle's training faces, but its training data ({name!r} at "
+                         f"{root!r}) is not here; expected the data at the recorded root, or --erase-data NAME=ROOT")
+    return recorded
+
+
+def filter_outputs(source: Union[str, Path], images_rgb: np.ndarray, desc: str = "faces") -> np.ndarray:
+    """N×H×W×3 uint8 RGB faces → N×3×H×W float32: what the bundle's post-kernel receives for each."""
+    from tqdm.auto import tqdm
+
+    from privsdk.filter import Filter
+
+    flt = Filter(str(source), backend="onnxruntime", regions="full", seed=0)
+    h, w = flt.input_size
+    out = np.empty((len(images_rgb), 3, h, w), np.float32)
+    for i in tqdm(range(0, len(images_rgb), CHUNK), desc=desc, unit="chunk"):
+        chunk = images_rgb[i:i + CHUNK]
+        out[i:i + len(chunk)] = flt.network_outputs([np.ascontiguousarray(f[..., ::-1]) for f in chunk])
+    return out
+
+
+def training_outputs(source: Union[str, Path], data_config: Mapping[str, Any], secret: str,
+                     size: int) -> Tuple[Dict[str, np.ndarray], Dict[str, np.ndarray], Dict[str, Any]]:
+    """The bundle's outputs and secret labels on the train and val splits of ``data_config``."""
+    from privsdk.train.data import load_dataset, make_splits
+
+    ds = load_dataset(str(data_config["name"]), str(data_config["root"]), int(data_config.get("size", size)))
+    if secret not in ds.labels:
+        raise InputError(f"the data {data_config['name']} has no {secret!r} labels (it has {sorted(ds.labels)}); "
+                         "expected a set labelled with the bundle's secret")
+    fractions = tuple(float(f) for f in data_config.get("fractions", (0.7, 0.15, 0.15)))
+    seed = int(data_config.get("split_seed", 0))
+    splits = make_splits(ds, stratify=secret, fractions=fractions, seed=seed)
+    outputs, labels = {}, {}
+    for split in ("train", "val"):
+        idx = np.sort(splits[split])
+        outputs[split] = filter_outputs(source, ds.images[idx], desc=f"filtering the {split} faces")
+        labels[split] = np.asarray(ds.labels[secret])[idx]
+    where = {"data": str(data_config["name"]), "root": str(data_config["root"]), "split": "train",
+             "ridge_picked_on": "val", "split_seed": seed, "fractions": list(fractions),
+             "faces": int(len(labels["train"])), "val_faces": int(len(labels["val"]))}
+    return outputs, labels, where
+
+
+def erase_bundle(source: Union[str, Path], output: Union[str, Path], name: Optional[str] = None,
+                 version: Optional[str] = None, description: Optional[str] = None,
+                 data: Optional[str] = None) -> Path:
+    """Write ``output``: ``source``'s bundle with a linear eraser of its secret (see the module's docstring).
+
+    Args:
+        source: a bundle directory or .zip (without an eraser).
+        output: the new bundle's directory (must not be the source).
+        name, version, description: for the new manifest (default: the source's name + ``-erased``, its
+            version, its description with a sentence on the eraser).
+        data: ``NAME=ROOT`` of the faces to fit on (default: the data the source's manifest names).
+    """
+    from privsdk.train.erasure import fit_linear_eraser
+
+    bundle = load_bundle(source)
+    if Path(output).resolve() == Path(source).resolve():
+        raise InputError(f"--erase-secret writes a new bundle: give -o DIR other than the source {source}")
+    if bundle.manifest.get("erase"):
+        raise InputError(f"filter bundle {source} already erases its secret (its manifest has an erase section)")
+    if len(bundle.manifest["secret"]) != 1:
+        raise InputError(f"filter bundle {source} names secrets {bundle.manifest['secret']}; the eraser is fit for "
+                         "one secret, expected exactly one")
+    secret = str(bundle.manifest["secret"][0])
+    config = _data_config(bundle, data)
+    outputs, labels, where = training_outputs(source, config, secret, bundle.input_size[0])
+    _log.info("fitting the eraser of %s on %d faces (%s)", secret, len(labels["train"]), where["data"])
+    fit = fit_linear_eraser(outputs["train"], labels["train"], outputs["val"])
+    manifest = {k: v for k, v in bundle.manifest.items() if k not in ("files", "evaluation")}
+    manifest["name"] = name or f"{bundle.name}-erased"
+    manifest["version"] = version or str(bundle.manifest.get("version"))
+    manifest["description"] = description or (
+        f"{bundle.manifest.get('description', '')} What is left of the {secret} that a linear model could read "
+        "is projected out of every face (LEACE, fit on the training faces' outputs).").strip()
+    manifest["erase"] = {
+        "file": ERASE, "secret": secret, "method": "LEACE (Belrose et al. 2023), closed form",
+        "space": "the network's output (output.convention), before the post-kernel", **fit.describe(),
+        "fitted_on": where}
+    manifest["export"] = dict(manifest.get("export") or {}, erase_secret={
+        "from": {"name": bundle.name, "version": bundle.manifest.get("version"), "files": bundle.manifest["files"]},
+        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")})
+    manifest["evaluation"] = None
+    extra = {k: v for k, v in bundle.files.items() if k not in (NORM, ONNX)}
+    extra.update({NORM: bundle.files[NORM], ERASE: serialize_maps(fit.eraser.arrays())})
+    out = write_bundle(output, manifest, bundle.maps, onnx_bytes=bundle.onnx_bytes, extra_files=extra)
+    _log.info("wrote %s: %s with a rank-%d eraser of %s (ridge %g)", out, bundle.name, fit.eraser.rank, secret,
+              fit.ridge)
+    return out
+
+
+__all__ = ["erase_bundle", "filter_outputs", "training_outputs"]

@@ -1,0 +1,127 @@
+"""Fit a linear eraser of the secret: LEACE (Belrose et al., NeurIPS 2023, *LEACE: Perfect linear concept
+erasure in closed form*), on a filter's outputs.
+
+After a filter, whatever still tells the secret apart *linearly* is removed by an oblique projection of
+rank ``classes - 1`` (one direction for a yes/no secret)::
+
+    x' = x - B (Bᵀ Σ⁻¹ B)⁻¹ (Σ⁻¹ B)ᵀ (x - μ)
+
+where μ is the mean output, Σ its covariance and B spans the class means' differences. Afterwards every
+class has the same mean output, which is exactly the condition under which no linear classifier (with
+any convex loss, class weights included) does better than a constant (LEACE, Theorem 3.1); among the
+erasers with that property this one changes the outputs least (in expected squared distance).
+
+Σ is estimated from the training outputs with a ridge, ``Σ + τ·(tr Σ / d)·I``, and τ is picked on the
+validation outputs by the same expected squared change; any τ keeps the class means equal on the faces
+it was fit on. With more pixels than faces, Σ⁻¹B is solved in the span of the faces (Woodbury), so the
+cost grows with the smaller of the two. Pixels that never change (a fill) are left alone.
+
+This is what :mod:`privsdk.erase` applies in the runtime; ``privsdk export BUNDLE --erase-secret`` fits
+it (:mod:`privsdk.export.erase_secret`).
+
+Example::
+
+    import numpy as np
+    from privsdk.train.erasure import fit_linear_eraser
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 400); x = rng.normal(size=(400, 30)).astype(np.float32); x[:, 0] += 2 * y
+    fit = fit_linear_eraser(x[:300], y[:300], x[300:])
+    e = fit.eraser.apply(x.copy())
+    abs(e[y == 1].mean(0) - e[y == 0].mean(0)).max() < 0.3     # True: the means met
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, Optional, Sequence
+
+import numpy as np
+
+from privsdk.erase import LinearEraser
+from privsdk.errors import InputError
+
+#: the ridge grid, as multiples of the mean pixel variance
+RIDGES = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
+
+
+@dataclass
+class EraserFit:
+    """The fitted eraser and how it was chosen (for the bundle's manifest)."""
+
+    eraser: LinearEraser
+    ridge: float
+    #: per ridge: the root-mean-square change per value on the validation outputs
+    validation_rms_change: Dict[str, float] = field(default_factory=dict)
+    faces: int = 0
+    live_values: int = 0
+
+    def describe(self) -> Dict[str, Any]:
+        return {"ridge": self.ridge, "validation_rms_change": self.validation_rms_change,
+                "faces": self.faces, "live_values": self.live_values, "rank": self.eraser.rank}
+
+
+def _class_mean_basis(x: np.ndarray, labels: np.ndarray, mean: np.ndarray) -> np.ndarray:
+    """An orthonormal basis (d×r) of the span of the class means' deviations from the overall mean."""
+    classes = np.unique(labels)
+    dev = np.stack([x[labels == c].mean(axis=0, dtype=np.float64) - mean for c in classes], axis=1)
+    u, s, _ = np.linalg.svd(dev, full_matrices=False)
+    keep = s > s.max() * 1e-9 if s.size and s.max() > 0 else np.zeros_like(s, bool)
+    return u[:, keep][:, : len(classes) - 1]
+
+
+def fit_linear_eraser(outputs: np.ndarray, labels: np.ndarray, val_outputs: np.ndarray,
+                      ridges: Sequence[float] = RIDGES) -> EraserFit:
+    """Fit LEACE to ``outputs`` (N×… float, one row per face) of the secret ``labels`` (N ints).
+
+    ``val_outputs`` (held-out faces, same shape) pick the ridge. Returns an :class:`EraserFit` whose
+    ``eraser`` works on arrays shaped like one output (``outputs.shape[1:]``).
+    """
+    x = np.asarray(outputs)
+    labels = np.asarray(labels).reshape(-1)
+    if x.ndim < 2 or len(x) != len(labels) or len(x) < 4:
+        raise InputError(f"fit_linear_eraser: expected N≥4 outputs and N labels, got {x.shape} and {labels.shape}")
+    if len(np.unique(labels)) < 2:
+        raise InputError("fit_linear_eraser: the secret takes one value on these faces; expected at least two")
+    shape = x.shape[1:]
+    flat = x.reshape(len(x), -1).astype(np.float64)
+    val = np.asarray(val_outputs).reshape(len(val_outputs), -1).astype(np.float64)
+    if val.shape[1] != flat.shape[1]:
+        raise InputError(f"fit_linear_eraser: validation outputs are {val_outputs.shape[1:]}, expected {shape}")
+    mean = flat.mean(axis=0)
+    live = flat.std(axis=0) > 1e-6
+    xc = flat[:, live] - mean[live]
+    basis = _class_mean_basis(flat[:, live], labels, mean[live])            # d×r
+    n, d = xc.shape
+    mean_var = float((xc ** 2).sum() / (n * d))
+    # eigen-decompose the smaller of XᵀX (d×d) and XXᵀ (n×n) once; every ridge is then cheap
+    if d <= n:
+        s, v = np.linalg.eigh(xc.T @ xc / n)
+
+        def solve(lam: float) -> np.ndarray:            # (Σ + λI)⁻¹ B
+            return v @ ((v.T @ basis) / (s + lam)[:, None])
+    else:
+        s, v = np.linalg.eigh(xc @ xc.T)
+        xb = xc @ basis
+
+        def solve(lam: float) -> np.ndarray:            # Woodbury: (1/λ)(B - Xᵀ(nλI + XXᵀ)⁻¹ X B)
+            return (basis - xc.T @ (v @ ((v.T @ xb) / (n * lam + s)[:, None]))) / lam
+    vc = val[:, live] - mean[live]
+    best = None
+    report: Dict[str, float] = {}
+    for ridge in ridges:
+        w = solve(ridge * mean_var)                        # Σ⁻¹B, d×r
+        readout = np.linalg.solve(basis.T @ w, w.T)       # (BᵀΣ⁻¹B)⁻¹(Σ⁻¹B)ᵀ, r×d
+        change = (vc @ readout.T) @ basis.T
+        rms = float(np.sqrt(np.mean(change ** 2) * d / flat.shape[1]))
+        report[f"{ridge:g}"] = round(rms, 5)
+        if best is None or rms < best[0]:
+            best = (rms, ridge, readout)
+    _, ridge, readout = best
+    full_basis = np.zeros((basis.shape[1], flat.shape[1]))
+    full_readout = np.zeros_like(full_basis)
+    full_basis[:, live] = basis.T
+    full_readout[:, live] = readout
+    eraser = LinearEraser(mean.reshape(shape), full_basis.reshape((-1, *shape)), full_readout.reshape((-1, *shape)))
+    return EraserFit(eraser, float(ridge), report, faces=int(n), live_values=int(d))
+
+
+__all__ = ["EraserFit", "fit_linear_eraser", "RIDGES"]

@@ -350,6 +350,9 @@ class LiteFilter(nn.Module):
             form of the U-Net's fill, which a per-location affine map can express exactly -- without the
             U-Net's per-face colour offset, which would need a reduction over the face. 0 turns it off.
         lower_fill_feather: the height of the ramp above the filled rows, as a share of the rows.
+        lower_fill_with: ``"mean_face"`` (default) paints the filled rows with the training faces' mean
+            face; ``"grey"`` with flat mid-grey (0.5), as the ``lower_mask`` baseline does. At the same
+            rows a flat grey keeps more of the face descriptor's identities (docs/emotion-methods.md).
         learn_maps: ``False`` keeps the maps at the identity outside the fill (scale 1, shift 0, σ 0):
             the filter is the mean-face fill alone, deterministic, with nothing to train (``privsdk
             train`` then only estimates the mean face). Measured on SMILEsmileD, the learned maps buy
@@ -358,9 +361,12 @@ class LiteFilter(nn.Module):
 
     def __init__(self, size: int = 64, channels: int = 3, init_sigma: float = 0.05,
                  map_size: Optional[int] = None, lower_fill: float = 0.0, lower_fill_feather: float = 0.1,
-                 learn_maps: bool = True):
+                 learn_maps: bool = True, lower_fill_with: str = "mean_face"):
         super().__init__()
         _check_lower_fill(lower_fill, lower_fill_feather)
+        if lower_fill_with not in ("mean_face", "grey"):
+            raise InputError(f"lower_fill_with is {lower_fill_with!r}; expected 'mean_face' or 'grey'")
+        self.lower_fill_with = lower_fill_with
         if init_sigma <= 0:
             raise InputError(f"init_sigma is {init_sigma}; expected > 0")
         if not learn_maps and lower_fill <= 0:
@@ -388,8 +394,9 @@ class LiteFilter(nn.Module):
             self.register_buffer("fill_face", torch.full((1, channels, self.size, self.size), 0.5))
 
     def set_input_norm(self, mean: torch.Tensor, std: torch.Tensor) -> None:
-        """The training faces' per-location mean (3×H×W, x01): the face the filled rows get; ``std`` unused."""
-        if self.lower_fill > 0:
+        """The training faces' per-location mean (3×H×W, x01): the face the filled rows get (unless they are
+        grey, ``lower_fill_with="grey"``); ``std`` unused."""
+        if self.lower_fill > 0 and self.lower_fill_with == "mean_face":
             self.fill_face.copy_(torch.as_tensor(mean).reshape(self.fill_face.shape))
 
     def _full(self, grid: torch.Tensor) -> torch.Tensor:

@@ -266,3 +266,19 @@ def test_lite_lower_fill_is_the_mean_face_in_the_kernels_own_maps():
     assert not torch.equal(lite(faces, noise)[:, :, :8], lite(faces, torch.zeros_like(noise))[:, :, :8])
     with pytest.raises(InputError, match="lower_fill"):
         build_filter("lite", size=16, lower_fill=0.95, lower_fill_feather=0.1)
+
+
+def test_lite_lower_fill_can_be_flat_grey_like_the_mask_baseline():
+    """``lower_fill_with="grey"``: the filled rows are mid-grey whatever the mean face, as ``lower_mask`` paints."""
+    from privsdk.train.eval.filters import baseline
+
+    lite = build_filter("lite", size=16, lower_fill=0.55, lower_fill_feather=0.0, learn_maps=False,
+                        lower_fill_with="grey")
+    lite.set_input_norm(torch.rand(3, 16, 16), torch.ones(3, 16, 16))
+    faces = (torch.rand(2, 3, 16, 16) * 255).round() / 255
+    out = lite(faces, torch.zeros_like(faces))
+    pixels = (out.permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)
+    masked = baseline("lower_mask", 0.55)((faces.permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8))
+    np.testing.assert_array_equal(pixels, masked)
+    with pytest.raises(InputError, match="lower_fill_with"):
+        build_filter("lite", size=16, lower_fill=0.5, lower_fill_with="black")

@@ -4,8 +4,8 @@
 For each filter: the fused pre-kernel, the network (onnxruntime, one intra-op thread, batch 1
 and batch 64, reported per face) and the post-kernel, all single-threaded; for a levelling
 bundle (``input.level_head``) the head levelling too (registration + the turned crop, on the
-demo clip's face); plus the whole ``Filter.apply`` on a 64×64 face crop with
-default settings.
+demo clip's face); for an erasing bundle (``erase``) the linear eraser of the secret
+(numpy, batch 1); plus the whole ``Filter.apply`` on a 64×64 face crop with default settings.
 
 Example::
 
@@ -21,7 +21,7 @@ import numpy as np
 HELP = "per-face latency of the bundled filters (pre, network, post) on one core"
 COLUMNS = [("filter", "filter", "s"), ("kind", "kind", "s"), ("level_ms", "level ms", ".3f"), ("pre_ms", "pre ms", ".4f"),
            ("net_b1_ms", "net ms (b=1)", ".3f"), ("net_b64_ms_per_face", "net ms/face (b=64)", ".3f"),
-           ("post_ms", "post ms", ".4f"), ("total_b1_ms", "total ms/face", ".3f"),
+           ("erase_ms", "erase ms", ".4f"), ("post_ms", "post ms", ".4f"), ("total_b1_ms", "total ms/face", ".3f"),
            ("apply_ms", "Filter.apply ms", ".3f")]
 
 
@@ -109,7 +109,12 @@ def _bench_one(name: str, repeat: int) -> Dict[str, Any]:
         f1, f64 = feeds(1), feeds(64)
         row["net_b1_ms"] = time_call(lambda: sess.run(None, f1), repeat=repeat).median_ms
         row["net_b64_ms_per_face"] = time_call(lambda: sess.run(None, f64), repeat=max(3, repeat // 10)).median_ms / 64
-    row["total_b1_ms"] = row["level_ms"] + row["pre_ms"] + row["net_b1_ms"] + row["post_ms"]
+    row["erase_ms"] = 0.0
+    if bundle.eraser is not None:
+        # two matrix-vector products of one face: too small for numpy's BLAS to spread over threads
+        erased = np.ascontiguousarray(batch1)
+        row["erase_ms"] = time_call(lambda: bundle.eraser.apply(erased), repeat=repeat).median_ms
+    row["total_b1_ms"] = row["level_ms"] + row["pre_ms"] + row["net_b1_ms"] + row["erase_ms"] + row["post_ms"]
     filt = privsdk.Filter(name, regions="full")
     row["apply_ms"] = time_call(lambda: filt.apply(face), repeat=repeat).median_ms
     row["backend"] = getattr(filt, "backend_name", None) or str(getattr(filt, "backend", ""))

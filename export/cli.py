@@ -32,7 +32,7 @@ Six uses:
       the data its manifest names) and pasted back level. The head's roll is given up
       so that it cannot give the secret away. Evaluate DIR and embed its report.
 
-  privsdk export BUNDLE --erase-secret -o DIR [--erase-data NAME=ROOT] [--name N] [--version V]
+  privsdk export BUNDLE --erase-secret -o DIR [--erase-data NAME=ROOT ...] [--name N] [--version V]
       Write a new bundle DIR: the same filter, with what is left of its secret that a
       linear model could read projected out of every face (LEACE, fit in closed form on
       the filter's outputs for the training split of the data its manifest names, the
@@ -69,8 +69,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--erase-secret", action="store_true",
                         help="for a bundle: write a new bundle (-o DIR) whose outputs have the secret's linear trace "
                              "projected out (LEACE, fit on its training faces' outputs)")
-    parser.add_argument("--erase-data", metavar="NAME=ROOT",
-                        help="--erase-secret: the faces to fit on (default: the data the bundle's manifest names)")
+    parser.add_argument("--erase-data", metavar="NAME=ROOT", action="append",
+                        help="--erase-secret: a set of faces to fit on, repeatable: the classes' means then meet within "
+                             "each set (default: the data the bundle's manifest names)")
     parser.add_argument("--report", metavar="EVAL_REPORT.json",
                         help="embed this 'privsdk eval' report under 'evaluation' (must match the bundle's files)")
     parser.add_argument("--format", choices=("bundle", "engine"), default="bundle",

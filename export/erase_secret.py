@@ -6,7 +6,7 @@ LEACE to the outputs (:mod:`privsdk.train.erasure`) and writes a new bundle: the
 byte plus ``erase.npz`` and an ``erase`` section in the manifest. The runtime applies it between the
 network and the post-kernel (:mod:`privsdk.erase`). The data is named by the source's manifest
 (``training.config.data``: name, root, split seed and fractions; extra sets in ``data.also`` are not
-used) unless ``data`` is given. The new bundle carries no evaluation until one of its own is embedded.
+used) unless ``data`` names one or more sets, each split with the manifest's seed and fractions. The new bundle carries no evaluation until one of its own is embedded.
 
 Example::
 
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import datetime as _dt
 from pathlib import Path
-from typing import Any, Dict, Mapping, Optional, Tuple, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -32,18 +32,25 @@ _log = get_logger(__name__)
 CHUNK = 512
 
 
-def _data_config(bundle: Any, data: Optional[str]) -> Dict[str, Any]:
+def _data_configs(bundle: Any, data: Optional[Sequence[str]]) -> List[Dict[str, Any]]:
+    """One data config per set to fit on: the manifest's, or each ``NAME=ROOT`` of ``data`` with its split."""
     recorded = dict(((bundle.manifest.get("training") or {}).get("config") or {}).get("data") or {})
+    recorded.pop("also", None)
+    configs = [recorded]
     if data:
-        name, sep, root = data.partition("=")
-        if not sep or not name or not root:
-            raise InputError(f"--erase-data {data!r}: expected NAME=ROOT, e.g. smilesmiled=../shared/data/SMILEsmileD")
-        recorded.update(name=name, root=root)
-    name, root = recorded.get("name"), recorded.get("root")
-    if not name or not root or not Path(str(root)).exists():
-        raise InputError(f"the eraser is fit on the bundle's training faces, but its training data ({name!r} at "
-                         f"{root!r}) is not here; expected the data at the recorded root, or --erase-data NAME=ROOT")
-    return recorded
+        configs = []
+        for spec in data:
+            name, sep, root = spec.partition("=")
+            if not sep or not name or not root:
+                raise InputError(f"--erase-data {spec!r}: expected NAME=ROOT, e.g. "
+                                 "smilesmiled=../shared/data/SMILEsmileD")
+            configs.append(dict(recorded, name=name, root=root))
+    for config in configs:
+        name, root = config.get("name"), config.get("root")
+        if not name or not root or not Path(str(root)).exists():
+            raise InputError(f"the eraser is fit on the bundle's training faces, but its training data ({name!r} at "
+                             f"{root!r}) is not here; expected the data at the recorded root, or --erase-data NAME=ROOT")
+    return configs
 
 
 def filter_outputs(source: Union[str, Path], images_rgb: np.ndarray, desc: str = "faces") -> np.ndarray:
@@ -52,7 +59,11 @@ def filter_outputs(source: Union[str, Path], images_rgb: np.ndarray, desc: str =
 
     from privsdk.filter import Filter
 
-    flt = Filter(str(source), backend="onnxruntime", regions="full", seed=0)
+    from privsdk.bundle import load_bundle
+
+    # onnxruntime on the CPU, as `privsdk eval` runs a bundle (a lite bundle has no network to run)
+    backend = "auto" if load_bundle(source).kind == "lite" else "onnxruntime"
+    flt = Filter(str(source), backend=backend, regions="full", seed=0)
     h, w = flt.input_size
     out = np.empty((len(images_rgb), 3, h, w), np.float32)
     for i in tqdm(range(0, len(images_rgb), CHUNK), desc=desc, unit="chunk"):
@@ -86,7 +97,7 @@ def training_outputs(source: Union[str, Path], data_config: Mapping[str, Any], s
 
 def erase_bundle(source: Union[str, Path], output: Union[str, Path], name: Optional[str] = None,
                  version: Optional[str] = None, description: Optional[str] = None,
-                 data: Optional[str] = None) -> Path:
+                 data: Optional[Sequence[str]] = None) -> Path:
     """Write ``output``: ``source``'s bundle with a linear eraser of its secret (see the module's docstring).
 
     Args:
@@ -94,10 +105,14 @@ def erase_bundle(source: Union[str, Path], output: Union[str, Path], name: Optio
         output: the new bundle's directory (must not be the source).
         name, version, description: for the new manifest (default: the source's name + ``-erased``, its
             version, its description with a sentence on the eraser).
-        data: ``NAME=ROOT`` of the faces to fit on (default: the data the source's manifest names).
+        data: ``NAME=ROOT`` of each set of faces to fit on (default: the set the source's manifest names).
+            With several, the classes' means meet within each set (its training split; the ridge is
+            picked on all their validation splits).
     """
     from privsdk.train.erasure import fit_linear_eraser
 
+    if isinstance(data, str):
+        data = [data]
     bundle = load_bundle(source)
     if Path(output).resolve() == Path(source).resolve():
         raise InputError(f"--erase-secret writes a new bundle: give -o DIR other than the source {source}")
@@ -107,10 +122,19 @@ def erase_bundle(source: Union[str, Path], output: Union[str, Path], name: Optio
         raise InputError(f"filter bundle {source} names secrets {bundle.manifest['secret']}; the eraser is fit for "
                          "one secret, expected exactly one")
     secret = str(bundle.manifest["secret"][0])
-    config = _data_config(bundle, data)
-    outputs, labels, where = training_outputs(source, config, secret, bundle.input_size[0])
-    _log.info("fitting the eraser of %s on %d faces (%s)", secret, len(labels["train"]), where["data"])
-    fit = fit_linear_eraser(outputs["train"], labels["train"], outputs["val"])
+    train, val, labels, groups, fitted_on = [], [], [], [], []
+    for i, config in enumerate(_data_configs(bundle, data)):
+        outputs, secret_labels, where = training_outputs(source, config, secret, bundle.input_size[0])
+        train.append(outputs["train"])
+        val.append(outputs["val"])
+        labels.append(secret_labels["train"])
+        groups.append(np.full(len(secret_labels["train"]), i))
+        fitted_on.append(where)
+    faces = sum(len(x) for x in labels)
+    _log.info("fitting the eraser of %s on %d faces (%s)", secret, faces, ", ".join(w["data"] for w in fitted_on))
+    fit = fit_linear_eraser(np.concatenate(train), np.concatenate(labels), np.concatenate(val),
+                            groups=np.concatenate(groups))
+    del train, val
     manifest = {k: v for k, v in bundle.manifest.items() if k not in ("files", "evaluation")}
     manifest["name"] = name or f"{bundle.name}-erased"
     manifest["version"] = version or str(bundle.manifest.get("version"))
@@ -120,7 +144,7 @@ def erase_bundle(source: Union[str, Path], output: Union[str, Path], name: Optio
     manifest["erase"] = {
         "file": ERASE, "secret": secret, "method": "LEACE (Belrose et al. 2023), closed form",
         "space": "the network's output (output.convention), before the post-kernel", **fit.describe(),
-        "fitted_on": where}
+        "fitted_on": fitted_on}
     manifest["export"] = dict(manifest.get("export") or {}, erase_secret={
         "from": {"name": bundle.name, "version": bundle.manifest.get("version"), "files": bundle.manifest["files"]},
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")})

@@ -6,7 +6,8 @@ rank ``classes - 1`` (one direction for a yes/no secret)::
 
     x' = x - B (Bᵀ Σ⁻¹ B)⁻¹ (Σ⁻¹ B)ᵀ (x - μ)
 
-where μ is the mean output, Σ its covariance and B spans the class means' differences. Afterwards every
+where μ is the mean output, Σ its covariance and B spans the class means' differences (within each
+group of faces, e.g. each data set, when groups are given). Afterwards every
 class has the same mean output, which is exactly the condition under which no linear classifier (with
 any convex loss, class weights included) does better than a constant (LEACE, Theorem 3.1); among the
 erasers with that property this one changes the outputs least (in expected squared distance).
@@ -59,28 +60,37 @@ class EraserFit:
                 "faces": self.faces, "live_values": self.live_values, "rank": self.eraser.rank}
 
 
-def _class_mean_basis(x: np.ndarray, labels: np.ndarray, mean: np.ndarray) -> np.ndarray:
-    """An orthonormal basis (d×r) of the span of the class means' deviations from the overall mean."""
-    classes = np.unique(labels)
-    dev = np.stack([x[labels == c].mean(axis=0, dtype=np.float64) - mean for c in classes], axis=1)
-    u, s, _ = np.linalg.svd(dev, full_matrices=False)
-    keep = s > s.max() * 1e-9 if s.size and s.max() > 0 else np.zeros_like(s, bool)
-    return u[:, keep][:, : len(classes) - 1]
+def _class_mean_basis(x: np.ndarray, labels: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """An orthonormal basis (d×r) of the span of the class means' deviations from their group's mean."""
+    devs = []
+    for g in np.unique(groups):
+        xg, lg = x[groups == g], labels[groups == g]
+        centre = xg.mean(axis=0, dtype=np.float64)
+        devs += [xg[lg == c].mean(axis=0, dtype=np.float64) - centre for c in np.unique(lg)]
+    u, s, _ = np.linalg.svd(np.stack(devs, axis=1), full_matrices=False)
+    rank = int((s > s.max() * 1e-6).sum()) if s.size and s.max() > 0 else 0
+    return u[:, :rank]
 
 
 def fit_linear_eraser(outputs: np.ndarray, labels: np.ndarray, val_outputs: np.ndarray,
-                      ridges: Sequence[float] = RIDGES) -> EraserFit:
+                      ridges: Sequence[float] = RIDGES, groups: Optional[np.ndarray] = None) -> EraserFit:
     """Fit LEACE to ``outputs`` (N×… float, one row per face) of the secret ``labels`` (N ints).
 
-    ``val_outputs`` (held-out faces, same shape) pick the ridge. Returns an :class:`EraserFit` whose
-    ``eraser`` works on arrays shaped like one output (``outputs.shape[1:]``).
+    ``val_outputs`` (held-out faces, same shape) pick the ridge. ``groups`` (N ints, e.g. which data set
+    each face comes from) makes the classes' means meet *within* every group: the erased directions are
+    each group's class-mean differences (rank up to groups × (classes − 1)). Returns an
+    :class:`EraserFit` whose ``eraser`` works on arrays shaped like one output (``outputs.shape[1:]``).
     """
     x = np.asarray(outputs)
     labels = np.asarray(labels).reshape(-1)
-    if x.ndim < 2 or len(x) != len(labels) or len(x) < 4:
-        raise InputError(f"fit_linear_eraser: expected N≥4 outputs and N labels, got {x.shape} and {labels.shape}")
-    if len(np.unique(labels)) < 2:
-        raise InputError("fit_linear_eraser: the secret takes one value on these faces; expected at least two")
+    groups = np.zeros(len(labels), int) if groups is None else np.asarray(groups).reshape(-1)
+    if x.ndim < 2 or len(x) != len(labels) or len(x) != len(groups) or len(x) < 4:
+        raise InputError(f"fit_linear_eraser: expected N≥4 outputs, N labels and N groups, got {x.shape}, "
+                         f"{labels.shape} and {groups.shape}")
+    for g in np.unique(groups):
+        if len(np.unique(labels[groups == g])) < 2:
+            raise InputError(f"fit_linear_eraser: the secret takes one value on the faces of group {g}; expected at "
+                             "least two in every group")
     shape = x.shape[1:]
     flat = x.reshape(len(x), -1).astype(np.float64)
     val = np.asarray(val_outputs).reshape(len(val_outputs), -1).astype(np.float64)
@@ -89,7 +99,7 @@ def fit_linear_eraser(outputs: np.ndarray, labels: np.ndarray, val_outputs: np.n
     mean = flat.mean(axis=0)
     live = flat.std(axis=0) > 1e-6
     xc = flat[:, live] - mean[live]
-    basis = _class_mean_basis(flat[:, live], labels, mean[live])            # d×r
+    basis = _class_mean_basis(flat[:, live], labels, groups)               # d×r
     n, d = xc.shape
     mean_var = float((xc ** 2).sum() / (n * d))
     # eigen-decompose the smaller of XᵀX (d×d) and XXᵀ (n×n) once; every ridge is then cheap

@@ -85,12 +85,36 @@ def test_more_classes_take_one_direction_fewer_and_constant_values_are_left_alon
     np.testing.assert_array_equal(erased[:, 2], 0.25)
 
 
+def test_groups_meet_the_class_means_within_each_set():
+    """Two sets whose secret moves different values: fit on both, the classes' means meet in each."""
+    from privsdk.train.erasure import fit_linear_eraser
+
+    a, ya = _secret_data(800, seed=1)
+    b, yb = _secret_data(800, seed=2)
+    b[:, :3] -= 1.5 * yb[:, None]
+    b[:, 10:12] += 2.0 * yb[:, None]                 # in the second set the secret sits elsewhere
+    b += 3.0                                         # and the set itself looks different
+    x, y = np.concatenate([a, b]), np.concatenate([ya, yb])
+    groups = np.repeat([0, 1], 800)
+    fit = fit_linear_eraser(x, y, x, groups=groups)
+    assert fit.eraser.rank == 2
+    erased = fit.eraser.apply(x.copy())
+    for g in (0, 1):
+        e, yy = erased[groups == g], y[groups == g]
+        assert np.abs(e[yy == 1].mean(0) - e[yy == 0].mean(0)).max() < 1e-3
+    pooled = fit_linear_eraser(x, y, x).eraser.apply(x.copy())    # one direction for both sets misses one
+    assert max(np.abs(pooled[groups == g][y[groups == g] == 1].mean(0)
+                      - pooled[groups == g][y[groups == g] == 0].mean(0)).max() for g in (0, 1)) > 0.3
+
+
 def test_bad_fits_and_bad_outputs_are_refused():
     from privsdk.train.erasure import fit_linear_eraser
 
     x, y = _secret_data(50)
     with pytest.raises(InputError, match="one value"):
         fit_linear_eraser(x, np.zeros(50, int), x)
+    with pytest.raises(InputError, match="group 0"):
+        fit_linear_eraser(x, y, x, groups=(y == 1).astype(int))   # each group holds one class only
     with pytest.raises(InputError, match="N labels"):
         fit_linear_eraser(x, y[:10], x)
     with pytest.raises(InputError, match="validation outputs"):
@@ -211,7 +235,7 @@ def test_export_erase_secret_fits_on_the_training_faces_and_keeps_the_filter(tmp
     assert b.name == "tiny-lite-erased" and b.manifest["evaluation"] is None
     assert b.manifest["files"]["norm.npz"] == a.manifest["files"]["norm.npz"]
     erase = b.manifest["erase"]
-    assert erase["secret"] == "smile" and erase["rank"] == 1 and erase["fitted_on"]["faces"] == 42
+    assert erase["secret"] == "smile" and erase["rank"] == 1 and erase["fitted_on"][0]["faces"] == 42
     assert erase["ridge"] in [float(k) for k in erase["validation_rms_change"]]
     # on the faces it was fit on, the erasing bundle's outputs no longer differ between the classes on average
     config = {"name": "smilesmiled", "root": str(tmp_path / "smiles")}
@@ -225,6 +249,9 @@ def test_export_erase_secret_fits_on_the_training_faces_and_keeps_the_filter(tmp
         erase_bundle(source, source, data=data)
     with pytest.raises(InputError, match="expected NAME=ROOT"):
         erase_bundle(source, tmp_path / "x", data="smilesmiled")
+    # two sets: the same faces twice stand for two sets; the eraser is fit within each
+    two = erase_bundle(source, tmp_path / "two", data=[data, data])
+    assert [w["faces"] for w in load_bundle(two).manifest["erase"]["fitted_on"]] == [42, 42]
     # the CLI: the data a bundle's manifest names must be here, or be given
     assert main(["export", str(source), "--erase-secret", "-o", str(tmp_path / "cli")]) == 1
     assert "training data (None at None) is not here" in capsys.readouterr().err

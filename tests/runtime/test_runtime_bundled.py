@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 import privsdk
-from privsdk.bundle import NORM, ONNX, load_bundle
+from privsdk.bundle import ERASE, LEVEL, NORM, ONNX, load_bundle
 from privsdk.registry import FILTERS_DIR, headline_numbers
 
-BUNDLED = ("emotion", "emotion-lite", "emotion-lite-levelled")
+BUNDLED = ("emotion", "emotion-lite", "emotion-lite-levelled", "emotion-lite-erased")
 
 
 @pytest.mark.parametrize("name", BUNDLED)
@@ -33,12 +33,16 @@ def test_manifest_numbers_come_from_an_eval_of_the_shipped_files(name: str) -> N
     report = bundle.manifest.get("evaluation")
     assert isinstance(report, dict), "bundled filters ship with their `privsdk eval` report"
     evaluated = report["filter"]["files"]
-    for fname in (NORM, ONNX):
+    for fname in (NORM, ONNX, LEVEL, ERASE):
         if fname in bundle.manifest["files"]:
             assert evaluated[fname] == bundle.manifest["files"][fname]
     assert report["protocol"], "the report names the protocol that produced it"
     # a levelling bundle was evaluated levelling: the report's filter carries the same level_head section
     assert report["filter"].get("level_head") == bundle.level_head
+    # and an erasing one erasing, with the eraser the manifest describes
+    erase = bundle.manifest.get("erase")
+    assert report["filter"].get("erase") == ({k: v for k, v in erase.items() if k != "validation_rms_change"}
+                                             if erase else None)
     listed = {f.name: f for f in privsdk.filters()}
     assert name in listed
     assert listed[name].numbers == headline_numbers(bundle.manifest)
@@ -165,3 +169,29 @@ def test_bundled_levelled_filter_is_emotion_lite_on_a_level_face(lfw_faces: np.n
     for face, level in zip(turned, on_level):
         np.testing.assert_array_equal(by_level.apply(face), expected.apply(level))
     assert by_level.stats.unlevelled < len(turned)
+
+
+def test_bundled_erased_filter_is_a_levelled_grey_mask_then_the_eraser(lfw_faces: np.ndarray) -> None:
+    """`emotion-lite-erased`: faces cut out level, the bottom 55% of the crop flat grey, then LEACE. Its output
+    has nothing left along the eraser's read-out (the erasure is a projection), the grey rows stay grey, and the
+    eraser was fit on both sets' training faces."""
+    import cv2
+
+    bundle = load_bundle(FILTERS_DIR / "emotion-lite-erased")
+    arch = bundle.manifest["architecture"]["arch"]
+    assert (arch["lower_fill"], arch["lower_fill_feather"], arch["lower_fill_with"]) == (0.55, 0, "grey")
+    assert bundle.level_head and bundle.level_head["template_source"]["data"] == "smilesmiled"
+    erase = bundle.manifest["erase"]
+    assert erase["secret"] == "smile" and erase["rank"] == 2
+    assert [w["data"] for w in erase["fitted_on"]] == ["smilesmiled", "genki4k"]
+    assert all(w["split"] == "train" and w["faces"] > 1500 for w in erase["fitted_on"])
+    faces = [cv2.cvtColor(cv2.resize(face, (64, 64)), cv2.COLOR_GRAY2BGR) for face in lfw_faces[:8]]
+    f = privsdk.Filter("emotion-lite-erased", regions="full", seed=0)
+    out = f.network_outputs(faces)
+    arrays = bundle.eraser.arrays()
+    readout = (out - arrays["mean"]).reshape(len(out), -1) @ arrays["readout"].reshape(2, -1).T
+    assert np.abs(readout).max() < 1e-3
+    np.testing.assert_array_equal(out[:, :, 29:], 0.5)           # the mask: untouched by the eraser
+    assert np.abs(out[:, :, :29] - 0.5).mean() > 0.05               # the eyes and brows are still there
+    filtered = f.apply(faces[0])
+    assert (filtered[40:] == 128).all()

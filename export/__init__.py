@@ -9,6 +9,8 @@ this package stays light):
 - :mod:`.variants`       optional graph simplification and the FP16 variant;
 - :mod:`.bundle_export`  the whole checkpoint → bundle export (:func:`export_checkpoint`);
 - :mod:`.report`         embed a ``privsdk eval`` report, refusing one about other files;
+- :mod:`.level_head`     a levelling bundle from an existing one (``--level-head``);
+- :mod:`.erase_secret`   an erasing bundle from an existing one: LEACE fit on its outputs (``--erase-secret``);
 - :mod:`.calibration`    INT8 calibration batches from real images through the pre-kernel;
 - :mod:`.engine`         TensorRT engine building, checking and caching;
 - :mod:`.cli`            ``privsdk export``.
@@ -27,6 +29,8 @@ _LAZY = {
     "export_filter": ("privsdk.export.bundle_export", "export_filter"),
     "ExportOptions": ("privsdk.export.bundle_export", "ExportOptions"),
     "embed_report": ("privsdk.export.report", "embed_report"),
+    "level_bundle": ("privsdk.export.level_head", "level_bundle"),
+    "erase_bundle": ("privsdk.export.erase_secret", "erase_bundle"),
     "build_engine": ("privsdk.export.engine", "build_engine"),
     "EngineRequest": ("privsdk.export.engine", "EngineRequest"),
 }

@@ -106,6 +106,22 @@ def _print(obj: Dict[str, Any]) -> None:
     print(json.dumps(obj, indent=2, default=str))
 
 
+def _write_derived(flag: str, what: str, source: Path, args: argparse.Namespace, write: Any) -> int:
+    """``privsdk export BUNDLE FLAG -o DIR``: a new bundle made from ``source`` by ``write()``."""
+    from privsdk.errors import InputError
+
+    if not _is_bundle(source) or not args.output:
+        raise InputError(f"{flag} takes a bundle and -o DIR, the new bundle to write "
+                         f"('privsdk export BUNDLE {flag} -o DIR')")
+    if args.report or args.face_crop:
+        raise InputError(f"{flag} writes a new bundle with no report: evaluate it, then embed the report "
+                         "with a second 'privsdk export DIR --report REPORT'")
+    out = write()
+    print(f"wrote {out}: {source} with {what}; evaluate it ('privsdk eval --filter {out} ...') and "
+          f"embed the report ('privsdk export {out} --report REPORT')")
+    return 0
+
+
 def main(args: argparse.Namespace) -> int:
     from privsdk.errors import InputError
 
@@ -131,36 +147,19 @@ def main(args: argparse.Namespace) -> int:
     if args.level_head and args.erase_secret:
         raise InputError("--erase-secret and --level-head each write a new bundle: level first, then erase the "
                          "levelled bundle (the eraser is fit on what the runtime feeds the post-kernel)")
-    if args.level_head:
-        if not _is_bundle(source) or not args.output:
-            raise InputError("--level-head takes a bundle and -o DIR, the new bundle to write "
-                             "('privsdk export BUNDLE --level-head -o DIR')")
-        if args.report or args.face_crop:
-            raise InputError("--level-head writes a new bundle with no report: evaluate it, then embed the report "
-                             "with a second 'privsdk export DIR --report REPORT'")
-        from .level_head import level_bundle
-
-        out = level_bundle(source, args.output, name=args.name, version=args.bundle_version,
-                           description=args.description or None)
-        print(f"wrote {out}: {source} with head levelling; evaluate it ('privsdk eval --filter {out} ...') and "
-              f"embed the report ('privsdk export {out} --report REPORT')")
-        return 0
     if args.erase_data and not args.erase_secret:
         raise InputError("--erase-data names the faces --erase-secret fits on; give --erase-secret too")
+    if args.level_head:
+        from .level_head import level_bundle
+
+        return _write_derived("--level-head", "head levelling", source, args, lambda: level_bundle(
+            source, args.output, name=args.name, version=args.bundle_version, description=args.description or None))
     if args.erase_secret:
-        if not _is_bundle(source) or not args.output:
-            raise InputError("--erase-secret takes a bundle and -o DIR, the new bundle to write "
-                             "('privsdk export BUNDLE --erase-secret -o DIR')")
-        if args.report or args.face_crop:
-            raise InputError("--erase-secret writes a new bundle with no report: evaluate it, then embed the report "
-                             "with a second 'privsdk export DIR --report REPORT'")
         from .erase_secret import erase_bundle
 
-        out = erase_bundle(source, args.output, name=args.name, version=args.bundle_version,
-                           description=args.description or None, data=args.erase_data)
-        print(f"wrote {out}: {source} with a linear eraser of its secret; evaluate it ('privsdk eval --filter {out} "
-              f"...') and embed the report ('privsdk export {out} --report REPORT')")
-        return 0
+        return _write_derived("--erase-secret", "a linear eraser of its secret", source, args, lambda: erase_bundle(
+            source, args.output, name=args.name, version=args.bundle_version, description=args.description or None,
+            data=args.erase_data))
     if _is_bundle(source) and args.face_crop:
         from .bundle_export import embed_face_crop
 

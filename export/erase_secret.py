@@ -16,7 +16,6 @@ Example::
 """
 from __future__ import annotations
 
-import datetime as _dt
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
@@ -25,6 +24,8 @@ import numpy as np
 from privsdk.bundle import ERASE, NORM, ONNX, load_bundle, serialize_maps, write_bundle
 from privsdk.errors import InputError
 from privsdk.log import get_logger
+
+from .derived import derived_manifest
 
 _log = get_logger(__name__)
 
@@ -135,20 +136,14 @@ def erase_bundle(source: Union[str, Path], output: Union[str, Path], name: Optio
     fit = fit_linear_eraser(np.concatenate(train), np.concatenate(labels), np.concatenate(val),
                             groups=np.concatenate(groups))
     del train, val
-    manifest = {k: v for k, v in bundle.manifest.items() if k not in ("files", "evaluation")}
-    manifest["name"] = name or f"{bundle.name}-erased"
-    manifest["version"] = version or str(bundle.manifest.get("version"))
-    manifest["description"] = description or (
-        f"{bundle.manifest.get('description', '')} What is left of the {secret} that a linear model could read "
-        "is projected out of every face (LEACE, fit on the training faces' outputs).").strip()
+    manifest = derived_manifest(
+        bundle, "erase_secret", suffix="-erased", name=name, version=version, description=description,
+        sentence=f"What is left of the {secret} that a linear model could read is projected out of every face "
+                 "(LEACE, fit on the training faces' outputs).")
     manifest["erase"] = {
         "file": ERASE, "secret": secret, "method": "LEACE (Belrose et al. 2023), closed form",
         "space": "the network's output (output.convention), before the post-kernel", **fit.describe(),
         "fitted_on": fitted_on}
-    manifest["export"] = dict(manifest.get("export") or {}, erase_secret={
-        "from": {"name": bundle.name, "version": bundle.manifest.get("version"), "files": bundle.manifest["files"]},
-        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")})
-    manifest["evaluation"] = None
     extra = {k: v for k, v in bundle.files.items() if k not in (NORM, ONNX)}
     extra.update({NORM: bundle.files[NORM], ERASE: serialize_maps(fit.eraser.arrays())})
     out = write_bundle(output, manifest, bundle.maps, onnx_bytes=bundle.onnx_bytes, extra_files=extra)

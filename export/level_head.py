@@ -16,7 +16,6 @@ Example::
 """
 from __future__ import annotations
 
-import datetime as _dt
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Union
 
@@ -25,6 +24,8 @@ import numpy as np
 from privsdk.bundle import LEVEL, NORM, ONNX, load_bundle, serialize_maps, write_bundle
 from privsdk.errors import InputError
 from privsdk.log import get_logger
+
+from .derived import derived_manifest
 from privsdk.regions.level import MAX_ROLL_DEG, MAX_SHIFT_SHARE, UPPER_SHARE, grey01
 
 _log = get_logger(__name__)
@@ -85,19 +86,13 @@ def level_bundle(source: Union[str, Path], output: Union[str, Path], name: Optio
     template = np.ascontiguousarray(template, np.float32)
     if template.shape != (h, w):
         raise InputError(f"head-levelling template is {template.shape}; the bundle's input is {(h, w)}")
-    manifest = {k: v for k, v in bundle.manifest.items() if k not in ("files", "evaluation")}
-    manifest["name"] = name or f"{bundle.name}-levelled"
-    manifest["version"] = version or str(bundle.manifest.get("version"))
-    manifest["description"] = description or (
-        f"{bundle.manifest.get('description', '')} Each face is first cut out turned level (its upper part "
-        "registered onto the training faces' mean face) and pasted back level: the head's roll is given up.").strip()
+    manifest = derived_manifest(
+        bundle, "level_head", suffix="-levelled", name=name, version=version, description=description,
+        sentence="Each face is first cut out turned level (its upper part registered onto the training faces' mean "
+                 "face) and pasted back level: the head's roll is given up.")
     manifest["input"] = dict(manifest["input"], level_head={
         "template": LEVEL, "upper_share": UPPER_SHARE, "max_roll_deg": MAX_ROLL_DEG,
         "max_shift_share": MAX_SHIFT_SHARE, "template_source": origin})
-    manifest["export"] = dict(manifest.get("export") or {}, level_head={
-        "from": {"name": bundle.name, "version": bundle.manifest.get("version"), "files": bundle.manifest["files"]},
-        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")})
-    manifest["evaluation"] = None
     extra = {NORM: bundle.files[NORM], LEVEL: serialize_maps({"template": template})}
     extra.update({k: v for k, v in bundle.files.items() if k not in (NORM, ONNX)})
     out = write_bundle(output, manifest, bundle.maps, onnx_bytes=bundle.onnx_bytes, extra_files=extra)

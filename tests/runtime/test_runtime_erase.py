@@ -185,6 +185,23 @@ def test_filter_runs_the_eraser_between_the_network_and_the_post_kernel(tmp_path
     assert bundle_filter(str(path)).info["erase"]["rank"] == 1
 
 
+def test_a_network_bundle_erases_what_its_backend_returns(tmp_path, astronaut_bgr):
+    """The eraser sits after any backend (here onnxruntime on the tiny U-Net), on the same noise draws."""
+    eraser = _random_eraser()
+    plain_path = tiny_bundles.write_unet(tmp_path / "plain")
+    plain_bundle = load_bundle(plain_path)
+    manifest = {k: v for k, v in plain_bundle.manifest.items() if k != "files"}
+    manifest["erase"] = {"file": ERASE, "secret": "smile", "rank": 1}
+    path = write_bundle(tmp_path / "erasing", manifest, plain_bundle.maps, onnx_bytes=plain_bundle.onnx_bytes,
+                        extra_files={ERASE: serialize_maps(eraser.arrays())})
+    faces = [cv2.resize(astronaut_bgr[50:250, 160:360], (16, 16), interpolation=cv2.INTER_AREA)] * 3
+    plain = privsdk.Filter(str(plain_path), backend="onnxruntime", regions="full", seed=3, max_batch=2)
+    erasing = privsdk.Filter(str(path), backend="onnxruntime", regions="full", seed=3, max_batch=2)
+    before, after = plain.network_outputs(faces), erasing.network_outputs(faces)
+    assert not np.array_equal(before[0], before[1]), "fresh noise per face"
+    np.testing.assert_allclose(after, eraser.apply(before.copy()), atol=1e-6)
+
+
 def test_a_tampered_or_broken_eraser_is_refused(tmp_path):
     path = _erasing_lite(tmp_path / "b", _random_eraser())
     (path / ERASE).write_bytes(serialize_maps(_random_eraser(seed=4).arrays()))

@@ -27,8 +27,7 @@ from typing import Any, Dict, Tuple
 
 import numpy as np
 
-from .errors import BundleError, InputError
-from .errors import describe_array
+from .errors import BundleError, InputError, describe_array
 
 ERASE_KEYS = ("mean", "basis", "readout")
 

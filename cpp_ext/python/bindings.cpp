@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "privsdk/ecc.hpp"
 #include "privsdk/fused.hpp"
 
 namespace py = pybind11;
@@ -98,6 +99,38 @@ void post(const py::array& yarr, py::array frame, std::int64_t x, std::int64_t y
   privsdk::post(planes, view, {x, y, w, h}, sc, sh, swap_rb, threads);
 }
 
+py::tuple ecc_euclidean(const py::array& templ, const py::array& image, const std::optional<py::array>& mask,
+                        py::array warp, int max_iterations, double eps, int gauss_size) {
+  for (const auto* a : {&templ, &image}) {
+    if (!a->dtype().is(py::dtype::of<float>()) || a->ndim() != 2) bad("template, image: expected 2-D float32 arrays");
+    require_c_contiguous(*a, "template, image");
+  }
+  if (image.shape(0) != templ.shape(0) || image.shape(1) != templ.shape(1))
+    bad("image: expected the template's shape");
+  const int h = static_cast<int>(templ.shape(0)), w = static_cast<int>(templ.shape(1));
+  const std::uint8_t* m = nullptr;
+  if (mask) {
+    if (!mask->dtype().is(py::dtype::of<std::uint8_t>()) || mask->ndim() != 2 || mask->shape(0) != h ||
+        mask->shape(1) != w)
+      bad("mask: expected a uint8 array of the template's shape");
+    require_c_contiguous(*mask, "mask");
+    m = static_cast<const std::uint8_t*>(mask->data());
+  }
+  if (!warp.dtype().is(py::dtype::of<float>()) || warp.ndim() != 2 || warp.shape(0) != 2 || warp.shape(1) != 3)
+    bad("warp: expected a 2x3 float32 array");
+  require_c_contiguous(warp, "warp");
+  require_writeable(warp, "warp");
+  const auto* t = static_cast<const float*>(templ.data());
+  const auto* im = static_cast<const float*>(image.data());
+  auto* wp = static_cast<float*>(warp.mutable_data());
+  privsdk::EccResult r;
+  {
+    py::gil_scoped_release release;
+    r = privsdk::ecc_euclidean(t, im, m, h, w, wp, {max_iterations, eps, gauss_size});
+  }
+  return py::make_tuple(static_cast<int>(r.status), r.rho, r.iterations);
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_fused, m) {
@@ -141,4 +174,8 @@ PYBIND11_MODULE(_fused, m) {
   m.def("post", &post, py::arg("y"), py::arg("frame"), py::arg("x0"), py::arg("y0"), py::arg("w"), py::arg("h"),
         py::arg("scale"), py::arg("shift"), py::arg("swap_rb"), py::arg("threads"),
         "Fused post-kernel (raw; see privsdk.kernels.post).");
+  m.def("ecc_euclidean", &ecc_euclidean, py::arg("template"), py::arg("image"), py::arg("mask"), py::arg("warp"),
+        py::arg("max_iterations"), py::arg("eps"), py::arg("gauss_size"),
+        "Euclidean ECC registration (raw; see privsdk.regions.ecc): (status, rho, iterations), warp updated "
+        "in place. status 0 converged, 1 max iterations, 2 diverged, 3 not finite.");
 }

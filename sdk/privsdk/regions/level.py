@@ -4,9 +4,10 @@ Why: people tilt their heads when they smile for a photo. On SMILEsmileD the hea
 the crop alone read the smile at 0.626 balanced accuracy (the *pose floor* of ``privsdk eval``), so a
 filter that leaves the head where it is can never hide the smile better than that. A bundle whose
 manifest has ``input.level_head`` turns every face level as it crops it: the upper part of the face
-(eyes and brows, above the mouth) is registered onto the bundle's template face with OpenCV's ECC
-(a rotation and a shift), and the crop is cut out of the frame turned back by the roll found. The
-filtered face is pasted back level: the roll is the price, and the manifest says so.
+(eyes and brows, above the mouth) is registered onto the bundle's template face by ECC maximisation
+(a rotation and a shift; :mod:`privsdk.regions.ecc`), and the crop is cut out of the frame turned back
+by the roll found. The filtered face is pasted back level: the roll is the price, and the manifest
+says so.
 
 A face whose registration fails (no convergence, or an implausible roll or shift) is cut out as it is,
 unlevelled -- the same as the evaluation measured -- and counted by the Filter (``stats.unlevelled``).
@@ -30,6 +31,7 @@ import numpy as np
 
 from ..deps import import_cv2
 from ..errors import InputError
+from .ecc import register_euclidean
 
 #: the share of the crop's rows (from the top) that is registered: down to the nose on aligned face crops
 UPPER_SHARE = 0.5
@@ -37,7 +39,6 @@ UPPER_SHARE = 0.5
 MAX_ROLL_DEG = 30.0
 #: ... or shifts its centre further than this share of the crop's side
 MAX_SHIFT_SHARE = 0.125
-_ECC_CRITERIA_STEPS, _ECC_CRITERIA_EPS, _ECC_GAUSS = 50, 1e-4, 3
 
 
 def grey01(image: np.ndarray) -> np.ndarray:
@@ -113,16 +114,11 @@ class HeadLeveller:
 
     def _register(self, crop: np.ndarray) -> Optional[Tuple[Tuple[float, float, float], np.ndarray]]:
         """``((roll, sx, sy), W)``: W is the 2×3 map from template to crop pixels (ECC's); None on failure."""
-        cv2 = self.cv2
         g = grey01(crop)
         if g.shape != self.size:
             raise InputError(f"head levelling: the crop is {g.shape}, the template {self.size}; expected the same size")
-        warp = np.eye(2, 3, dtype=np.float32)
-        criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, _ECC_CRITERIA_STEPS, _ECC_CRITERIA_EPS)
-        try:
-            _, warp = cv2.findTransformECC(self.template, np.ascontiguousarray(g), warp, cv2.MOTION_EUCLIDEAN,
-                                           criteria, self._mask, _ECC_GAUSS)
-        except cv2.error:       # no convergence (e.g. a blank face): no estimate, not a guess
+        warp = register_euclidean(self.template, g, self._mask)
+        if warp is None:        # no convergence (e.g. a blank face): no estimate, not a guess
             return None
         a, b, tx, c, d, ty = warp.ravel().astype(np.float64)
         roll = math.degrees(math.atan2(c, a))

@@ -101,13 +101,15 @@ void post(const py::array& yarr, py::array frame, std::int64_t x, std::int64_t y
 
 py::tuple ecc_euclidean(const py::array& templ, const py::array& image, const std::optional<py::array>& mask,
                         py::array warp, int max_iterations, double eps, int gauss_size) {
-  for (const auto* a : {&templ, &image}) {
-    if (!a->dtype().is(py::dtype::of<float>()) || a->ndim() != 2) bad("template, image: expected 2-D float32 arrays");
-    require_c_contiguous(*a, "template, image");
-  }
-  if (image.shape(0) != templ.shape(0) || image.shape(1) != templ.shape(1))
-    bad("image: expected the template's shape");
+  if (!templ.dtype().is(py::dtype::of<float>()) || templ.ndim() != 2) bad("template: expected a 2-D float32 array");
+  require_c_contiguous(templ, "template");
   const int h = static_cast<int>(templ.shape(0)), w = static_cast<int>(templ.shape(1));
+  // image: H×W float32 grey, or an H×W(×C) uint8 image whose channels' mean is taken here
+  const bool bytes = image.dtype().is(py::dtype::of<std::uint8_t>());
+  if (!(bytes ? (image.ndim() == 2 || image.ndim() == 3) : (image.dtype().is(py::dtype::of<float>()) && image.ndim() == 2)))
+    bad("image: expected an H×W float32 array or an H×W(×C) uint8 one");
+  if (image.shape(0) != h || image.shape(1) != w) bad("image: expected the template's height and width");
+  require_c_contiguous(image, "image");
   const std::uint8_t* m = nullptr;
   if (mask) {
     if (!mask->dtype().is(py::dtype::of<std::uint8_t>()) || mask->ndim() != 2 || mask->shape(0) != h ||
@@ -121,11 +123,19 @@ py::tuple ecc_euclidean(const py::array& templ, const py::array& image, const st
   require_c_contiguous(warp, "warp");
   require_writeable(warp, "warp");
   const auto* t = static_cast<const float*>(templ.data());
-  const auto* im = static_cast<const float*>(image.data());
   auto* wp = static_cast<float*>(warp.mutable_data());
+  const int channels = bytes && image.ndim() == 3 ? static_cast<int>(image.shape(2)) : 1;
   privsdk::EccResult r;
   {
     py::gil_scoped_release release;
+    std::vector<float> grey;
+    const float* im = static_cast<const float*>(image.data());
+    if (bytes) {
+      grey.resize(static_cast<std::size_t>(h) * w);
+      privsdk::grey_mean01(static_cast<const std::uint8_t*>(image.data()), h, w, channels,
+                           static_cast<std::int64_t>(image.strides(0)), grey.data());
+      im = grey.data();
+    }
     r = privsdk::ecc_euclidean(t, im, m, h, w, wp, {max_iterations, eps, gauss_size});
   }
   return py::make_tuple(static_cast<int>(r.status), r.rho, r.iterations);

@@ -291,4 +291,18 @@ EccResult ecc_euclidean(const float* templ, const float* image, const std::uint8
   return {converged ? EccStatus::Converged : EccStatus::MaxIterations, rho, it};
 }
 
+void grey_mean01(const std::uint8_t* image, int height, int width, int channels, std::int64_t row_stride, float* out) {
+  if (image == nullptr || out == nullptr || height < 1 || width < 1 || channels < 1)
+    fail("grey_mean01: expected a non-empty image with at least one channel");
+  const float n = static_cast<float>(channels);
+  for (int y = 0; y < height; ++y) {
+    const std::uint8_t* row = image + y * row_stride;
+    for (int x = 0; x < width; ++x) {
+      float s = row[x * channels];
+      for (int c = 1; c < channels; ++c) s += row[x * channels + c];
+      out[static_cast<std::size_t>(y) * width + x] = s / n / 255.f;
+    }
+  }
+}
+
 }  // namespace privsdk

@@ -178,11 +178,7 @@ class Leveller {
                        0, 0, 1);
     cv::warpAffine(frame, out, to_crop.rowRange(0, 2), cv::Size(w_, h_), cv::INTER_LINEAR, cv::BORDER_REPLICATE);
     std::vector<float> grey(size_t(h_) * w_);
-    for (int y = 0; y < h_; ++y)
-      for (int x = 0; x < w_; ++x) {
-        const uint8_t* p = out.ptr<uint8_t>(y) + 3 * x;
-        grey[size_t(y) * w_ + x] = (float(p[0]) + float(p[1]) + float(p[2])) / 3.f / 255.f;
-      }
+    privsdk::grey_mean01(out.data, h_, w_, 3, int64_t(out.step[0]), grey.data());
     float warp[6] = {1, 0, 0, 0, 1, 0};
     const privsdk::EccResult r = privsdk::ecc_euclidean(templ_.data(), grey.data(), mask_.data(), h_, w_, warp,
                                                         {50, 1e-4, 3});

@@ -80,6 +80,20 @@ def test_no_mask_and_other_filter_sizes_match_opencv(faces):
         assert _roll(ours) == pytest.approx(_roll(theirs), abs=0.05)
 
 
+def test_a_uint8_face_is_registered_as_its_grey01_values(astronaut_bgr, faces):
+    """The core takes the channels' mean of a uint8 crop itself: bit for bit what grey01 gives."""
+    template, _ = faces
+    x, y, w, h = BOX
+    face = np.ascontiguousarray(cv2.resize(astronaut_bgr[y + 6:y + h + 6, x - 4:x + w - 4], (64, 64)))
+    as_bytes = register_euclidean(template, face, _upper_half())
+    as_grey = register_euclidean(template, grey01(face), _upper_half())
+    np.testing.assert_array_equal(as_bytes, as_grey)
+    np.testing.assert_array_equal(register_euclidean(template, face[..., 0], _upper_half()),
+                                  register_euclidean(template, grey01(face[..., 0]), _upper_half()))
+    opencv = register_euclidean(template, face, _upper_half(), implementation="opencv")
+    assert _roll(opencv) == pytest.approx(_roll(as_bytes), abs=0.05)
+
+
 def test_it_fails_where_opencv_fails(faces):
     template, _ = faces
     flat = np.full((64, 64), 0.5, np.float32)
@@ -93,6 +107,8 @@ def test_bad_arguments_say_what_was_expected(faces):
     template, cases = faces
     with pytest.raises(InputError, match="float32"):
         register_euclidean(template.astype(np.float64), cases[0][1])
+    with pytest.raises(InputError, match="uint8"):
+        register_euclidean(template, cases[0][1].astype(np.float64))
     with pytest.raises(InputError, match="one size"):
         register_euclidean(template, cases[0][1][:32])
     with pytest.raises(InputError, match="uint8 mask"):

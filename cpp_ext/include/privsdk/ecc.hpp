@@ -53,4 +53,8 @@ struct EccResult {
 EccResult ecc_euclidean(const float* templ, const float* image, const std::uint8_t* mask, int height, int width,
                         float warp[6], const EccCriteria& criteria);
 
+/// The channels' mean of an 8-bit image, in 0-1: ((c0 + c1) + ...) / channels / 255 in float32, as numpy's
+/// ``image.astype(float32).mean(axis=2) / 255`` (privsdk.regions.ecc.grey01). `row_stride` in bytes.
+void grey_mean01(const std::uint8_t* image, int height, int width, int channels, std::int64_t row_stride, float* out);
+
 }  // namespace privsdk

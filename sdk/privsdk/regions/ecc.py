@@ -43,13 +43,29 @@ MAX_STEPS, STOP_EPS, GAUSS_SIZE = 50, 1e-4, 3
 _STATUS_DIVERGED = 2   # ecc_euclidean's statuses 2 and 3 are OpenCV's StsNoConv errors
 
 
+def grey01(image: np.ndarray) -> np.ndarray:
+    """An H×W(×C) uint8 (0-255) or float (0-1) image as H×W float32 in 0-1: the channels' mean.
+
+    The channels' mean, not a luma weighting, so that a colour order (RGB or BGR) changes nothing. The C++
+    core computes the same values from a uint8 image (``privsdk::grey_mean01``).
+    """
+    x = np.asarray(image)
+    unit = 255.0 if x.dtype == np.uint8 else 1.0
+    x = x.astype(np.float32)
+    if x.ndim == 3:
+        x = x.mean(axis=2)
+    return x / unit
+
+
 def register_euclidean(template: np.ndarray, image: np.ndarray, mask: Optional[np.ndarray] = None,
                        max_steps: int = MAX_STEPS, eps: float = STOP_EPS, gauss_size: int = GAUSS_SIZE,
                        implementation: Optional[str] = None) -> Optional[np.ndarray]:
     """The rotation and shift that map ``template`` onto ``image``, or None when ECC does not converge.
 
     Args:
-        template, image: H×W float32 grey images of the same size (any scale; 0-1 here).
+        template: H×W float32 grey image (0-1).
+        image: H×W float32 grey image (0-1) of the template's size, or an H×W(×C) uint8 one, whose
+            channels' mean (:func:`grey01`) is registered (computed in C++ with the core).
         mask: H×W uint8, nonzero where ``image`` is to be used (None: everywhere).
         max_steps, eps, gauss_size: ECC's criteria (``cv2.TERM_CRITERIA_COUNT | EPS``) and pre-filter.
         implementation: "cpp" or "opencv"; None takes :data:`IMPLEMENTATION`.
@@ -59,9 +75,12 @@ def register_euclidean(template: np.ndarray, image: np.ndarray, mask: Optional[n
         or None where OpenCV would raise its "did not converge" error (a flat or unrelated image).
     """
     t, im = np.asarray(template), np.asarray(image)
-    if t.dtype != np.float32 or im.dtype != np.float32 or t.ndim != 2 or t.shape != im.shape:
-        raise InputError(f"ECC registration: expected two H×W float32 images of one size, got template "
-                         f"{t.dtype} {t.shape} and image {im.dtype} {im.shape}")
+    grey_ok = im.dtype == np.float32 and im.ndim == 2
+    bytes_ok = im.dtype == np.uint8 and im.ndim in (2, 3)
+    if t.dtype != np.float32 or t.ndim != 2 or not (grey_ok or bytes_ok) or t.shape != im.shape[:2]:
+        raise InputError(f"ECC registration: expected an H×W float32 template and an image of one size with it "
+                         f"(H×W float32, or H×W(×C) uint8), got template {t.dtype} {t.shape} and image "
+                         f"{im.dtype} {im.shape}")
     if mask is not None and (mask.dtype != np.uint8 or mask.shape != t.shape):
         raise InputError(f"ECC registration: expected a uint8 mask of shape {t.shape}, got {mask.dtype} {mask.shape}")
     chosen = implementation or IMPLEMENTATION
@@ -75,6 +94,8 @@ def register_euclidean(template: np.ndarray, image: np.ndarray, mask: Optional[n
         return None if status >= _STATUS_DIVERGED else warp
     if chosen != "opencv":
         raise InputError(f"ECC registration: implementation {chosen!r}; expected 'cpp' or 'opencv'")
+    if bytes_ok:
+        im = grey01(im)
     cv2 = import_cv2("head levelling")
     criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, int(max_steps), float(eps))
     try:
@@ -85,4 +106,4 @@ def register_euclidean(template: np.ndarray, image: np.ndarray, mask: Optional[n
     return warp
 
 
-__all__ = ["register_euclidean", "IMPLEMENTATION", "MAX_STEPS", "STOP_EPS", "GAUSS_SIZE"]
+__all__ = ["register_euclidean", "grey01", "IMPLEMENTATION", "MAX_STEPS", "STOP_EPS", "GAUSS_SIZE"]

@@ -31,7 +31,7 @@ import numpy as np
 
 from ..deps import import_cv2
 from ..errors import InputError
-from .ecc import register_euclidean
+from .ecc import grey01, register_euclidean
 
 #: the share of the crop's rows (from the top) that is registered: down to the nose on aligned face crops
 UPPER_SHARE = 0.5
@@ -39,19 +39,6 @@ UPPER_SHARE = 0.5
 MAX_ROLL_DEG = 30.0
 #: ... or shifts its centre further than this share of the crop's side
 MAX_SHIFT_SHARE = 0.125
-
-
-def grey01(image: np.ndarray) -> np.ndarray:
-    """An H×W(×C) uint8 (0-255) or float (0-1) image as H×W float32 in 0-1: the channels' mean.
-
-    The channels' mean, not a luma weighting, so that a colour order (RGB or BGR) changes nothing.
-    """
-    x = np.asarray(image)
-    unit = 255.0 if x.dtype == np.uint8 else 1.0
-    x = x.astype(np.float32)
-    if x.ndim == 3:
-        x = x.mean(axis=2)
-    return x / unit
 
 
 class HeadLeveller:
@@ -114,10 +101,13 @@ class HeadLeveller:
 
     def _register(self, crop: np.ndarray) -> Optional[Tuple[Tuple[float, float, float], np.ndarray]]:
         """``((roll, sx, sy), W)``: W is the 2×3 map from template to crop pixels (ECC's); None on failure."""
-        g = grey01(crop)
-        if g.shape != self.size:
-            raise InputError(f"head levelling: the crop is {g.shape}, the template {self.size}; expected the same size")
-        warp = register_euclidean(self.template, g, self._mask)
+        image = np.asarray(crop)
+        if image.shape[:2] != self.size:
+            raise InputError(f"head levelling: the crop is {image.shape[:2]}, the template {self.size}; expected the "
+                             "same size")
+        # a uint8 crop goes as it is: the core takes the channels' mean itself (grey01's values)
+        warp = register_euclidean(self.template, np.ascontiguousarray(image) if image.dtype == np.uint8 else
+                                  np.ascontiguousarray(grey01(image)), self._mask)
         if warp is None:        # no convergence (e.g. a blank face): no estimate, not a guess
             return None
         a, b, tx, c, d, ty = warp.ravel().astype(np.float64)

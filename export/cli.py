@@ -38,6 +38,11 @@ Six uses:
       the filter's outputs for the training split of the data its manifest names, the
       ridge picked on the validation split). Evaluate DIR and embed its report.
 
+  privsdk export BUNDLE --grey-lower SHARE -o DIR [--name N] [--version V]
+      Write a new bundle DIR: the same filter, whose post-kernel writes flat grey over
+      the bottom SHARE of every face's crop (its maps post_scale / post_shift), whatever
+      the network put there. Evaluate DIR and embed its report.
+
   privsdk export BUNDLE --format engine [--fp16 | --int8 --calib DIR | --precision P] [--max-batch N] [--workspace MB]
       Build a TensorRT 10 engine for this machine's GPU into the engine cache
       ($XDG_CACHE_HOME/privsdk/engines), check it against onnxruntime and record
@@ -48,6 +53,7 @@ Examples:
   privsdk export bundles/emotion --report runs/emotion/eval.json
   privsdk export sdk/privsdk/filters/emotion-lite --level-head -o bundles/emotion-lite-levelled
   privsdk export sdk/privsdk/filters/emotion-lite-levelled --erase-secret -o bundles/emotion-lite-erased
+  privsdk export bundles/emotion-erased --grey-lower 0.55 -o bundles/emotion-grey
   privsdk export bundles/emotion --format engine --fp16 --max-batch 16
 """
 
@@ -72,6 +78,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--erase-data", metavar="NAME=ROOT", action="append",
                         help="--erase-secret: a set of faces to fit on, repeatable: the classes' means then meet within "
                              "each set (default: the data the bundle's manifest names)")
+    parser.add_argument("--grey-lower", type=float, metavar="SHARE",
+                        help="for a bundle: write a new bundle (-o DIR) whose post-kernel writes flat grey over the "
+                             "bottom SHARE of every face's crop (e.g. 0.55)")
     parser.add_argument("--report", metavar="EVAL_REPORT.json",
                         help="embed this 'privsdk eval' report under 'evaluation' (must match the bundle's files)")
     parser.add_argument("--format", choices=("bundle", "engine"), default="bundle",
@@ -147,6 +156,8 @@ def main(args: argparse.Namespace) -> int:
     if args.level_head and args.erase_secret:
         raise InputError("--erase-secret and --level-head each write a new bundle: level first, then erase the "
                          "levelled bundle (the eraser is fit on what the runtime feeds the post-kernel)")
+    if args.grey_lower is not None and (args.level_head or args.erase_secret):
+        raise InputError("--grey-lower writes a new bundle of its own: level and erase first, then grey the result")
     if args.erase_data and not args.erase_secret:
         raise InputError("--erase-data names the faces --erase-secret fits on; give --erase-secret too")
     if args.level_head:
@@ -160,6 +171,13 @@ def main(args: argparse.Namespace) -> int:
         return _write_derived("--erase-secret", "a linear eraser of its secret", source, args, lambda: erase_bundle(
             source, args.output, name=args.name, version=args.bundle_version, description=args.description or None,
             data=args.erase_data))
+    if args.grey_lower is not None:
+        from .grey_lower import grey_lower_bundle
+
+        return _write_derived("--grey-lower", f"the bottom {args.grey_lower:.0%} of every face grey", source, args,
+                              lambda: grey_lower_bundle(source, args.output, args.grey_lower, name=args.name,
+                                                        version=args.bundle_version,
+                                                        description=args.description or None))
     if _is_bundle(source) and args.face_crop:
         from .bundle_export import embed_face_crop
 

@@ -111,18 +111,26 @@ def test_bundled_filter_frames_faces_as_it_was_trained(name: str, astronaut_bgr:
 
 
 def test_bundled_emotion_never_reads_the_lower_face(lfw_faces: np.ndarray) -> None:
-    """`emotion` fills the bottom half of its crop (the mouth) with the mean face before its network reads it:
-    two faces that differ only there come out identical, whatever their mouths showed."""
+    """`emotion` cuts each face out level, fills the bottom half of that crop (the mouth) with the mean face before
+    its network reads it, and erases the smile's linear trace from the output: two faces that differ only in the
+    mouth and chin come out identical, whatever their mouths showed. (Rows from 38 down: the levelling turns the
+    crop by a few degrees, so rows just above the fill's edge in the level crop come from lower rows at its sides.)"""
     import cv2
 
-    fill = load_bundle(FILTERS_DIR / "emotion").manifest["architecture"]["arch"]["lower_fill"]
-    assert fill == 0.5
+    bundle = load_bundle(FILTERS_DIR / "emotion")
+    assert bundle.manifest["architecture"]["arch"]["lower_fill"] == 0.5
+    assert bundle.level_head and bundle.eraser is not None
+    erase = bundle.manifest["erase"]
+    assert erase["secret"] == "smile" and erase["rank"] == 2
+    assert [w["data"] for w in erase["fitted_on"]] == ["smilesmiled", "genki4k"]
     grey = [cv2.cvtColor(cv2.resize(face, (64, 64)), cv2.COLOR_GRAY2BGR) for face in lfw_faces[:2]]
     mixed = grey[0].copy()
-    mixed[32:] = grey[1][32:]          # another person's mouth and chin
+    mixed[38:] = grey[1][38:]          # another person's mouth and chin
     upper = grey[0].copy()
     upper[12:20] = grey[1][12:20]      # another person's eyes: those the network does read
-    a, b, c = (privsdk.Filter("emotion", regions="full", seed=7).apply(x) for x in (grey[0], mixed, upper))
+    runs = [privsdk.Filter("emotion", regions="full", seed=7) for _ in range(3)]
+    a, b, c = (f.apply(x) for f, x in zip(runs, (grey[0], mixed, upper)))
+    assert runs[0].stats.unlevelled == runs[1].stats.unlevelled == 0, "the face was registered and cut out level"
     np.testing.assert_array_equal(a, b)
     assert np.abs(a.astype(int) - c.astype(int)).mean() > 1.0
 

@@ -31,11 +31,11 @@ Regions (``regions=``)
 
 Head levelling
 --------------
-A bundle with ``input.level_head`` (``emotion-lite-levelled``) cuts each face out turned level:
-its upper part is registered onto the bundle's template face, the crop is turned back by the
-roll found, and the filtered face is pasted back level. The head's roll in the picture is given
-up so that it cannot give the secret away (``privsdk.regions.level``). A face that cannot be
-registered is filtered as it sits and counted in ``stats.unlevelled``.
+A bundle with ``input.level_head`` (``emotion``, ``emotion-lite-levelled``, ``emotion-lite-erased``)
+cuts each face out turned level: its upper part is registered onto the bundle's template face, the
+crop is turned back by the roll found, and the filtered face is pasted back level. The head's roll in
+the picture is given up so that it cannot give the secret away (``privsdk.regions.level``). A face
+that cannot be registered is filtered as it sits and counted in ``stats.unlevelled``.
 
 Failing closed
 --------------

@@ -74,6 +74,8 @@ void separable(const float* src, float* dst, int h, int w, const std::vector<flo
 }
 
 constexpr int kSums = 21, kLanes = 8;
+// |shift| beyond this many pixels is taken as divergence: coordinates x 1024 must stay well inside an int
+constexpr double kMaxShift = 1e5;
 constexpr int kAbBits = 10, kAbScale = 1 << kAbBits, kInterBits = 5, kInterTab = 1 << kInterBits;
 
 inline int round_int(double v) { return static_cast<int>(std::lrint(v)); }  // cvRound: half to even
@@ -83,12 +85,15 @@ inline int round_int(double v) { return static_cast<int>(std::lrint(v)); }  // c
 EccResult ecc_euclidean(const float* templ, const float* image, const std::uint8_t* mask, int height, int width,
                         float warp[6], const EccCriteria& criteria) {
   if (templ == nullptr || image == nullptr || warp == nullptr) fail("ecc_euclidean: null template, image or warp");
-  if (height < 4 || width < 4)
-    fail("ecc_euclidean: expected images of at least 4x4, got " + std::to_string(height) + "x" + std::to_string(width));
+  if (height < 4 || width < 4 || height > 16384 || width > 16384)
+    fail("ecc_euclidean: expected images of 4x4 to 16384x16384, got " + std::to_string(height) + "x" +
+         std::to_string(width));
   if (criteria.max_iterations < 1)
     fail("max_iterations: expected >= 1, got " + std::to_string(criteria.max_iterations));
   for (int k = 0; k < 6; ++k)
     if (!std::isfinite(warp[k])) fail("warp: expected 6 finite values (a, b, tx, c, d, ty)");
+  if (std::fabs(warp[2]) > kMaxShift || std::fabs(warp[5]) > kMaxShift)
+    fail("warp: expected shifts of at most 1e5 pixels");
   const std::vector<float> g = gaussian_weights(criteria.gauss_size);
   const int h = height, w = width;
   const std::size_t n = static_cast<std::size_t>(h) * w;
@@ -286,6 +291,10 @@ EccResult ecc_euclidean(const float* templ, const float* image, const std::uint8
     warp[0] = warp[4] = static_cast<float>(std::cos(theta));
     warp[3] = static_cast<float>(std::sin(theta));
     warp[1] = -warp[3];
+    // a step that threw the image far away has diverged (and its coordinates would overflow the fixed point)
+    if (!std::isfinite(warp[2]) || !std::isfinite(warp[5]) || std::fabs(warp[2]) > kMaxShift ||
+        std::fabs(warp[5]) > kMaxShift)
+      return {EccStatus::Diverged, rho, it};
   }
   const bool converged = std::fabs(rho - last_rho) < eps;
   return {converged ? EccStatus::Converged : EccStatus::MaxIterations, rho, it};

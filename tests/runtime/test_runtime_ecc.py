@@ -119,6 +119,13 @@ def test_bad_arguments_say_what_was_expected(faces):
         register_euclidean(template, cases[0][1], gauss_size=4)
     with pytest.raises(ValueError, match="max_iterations"):
         register_euclidean(template, cases[0][1], max_steps=0)
+    tiny = np.full((3, 3), 0.5, np.float32)
+    with pytest.raises(ValueError, match="4x4 to 16384x16384, got 3x3"):
+        register_euclidean(tiny, tiny)
+    from privsdk import _fused
+    far = np.array([[1, 0, 2e5], [0, 1, 0]], np.float32)
+    with pytest.raises(ValueError, match="shifts of at most 1e5"):
+        _fused.ecc_euclidean(template, cases[0][1], None, far, 5, 1e-4, 3)
 
 
 @pytest.mark.shared_data

@@ -49,7 +49,9 @@ struct EccResult {
 /// `mask` (height x width, nonzero = valid pixel of `image`, or null for all) restricts the pixels used.
 /// `warp` is the 2x3 map from template to image pixel coordinates (row-major: a, b, tx, c, d, ty); it is
 /// the starting point and receives the result, whatever the status. Throws std::invalid_argument for bad
-/// arguments (sizes under 2x2, a gauss_size other than 1/3/5/7, max_iterations < 1, a non-finite warp).
+/// arguments (sizes outside 4x4 to 16384x16384, a gauss_size other than 1/3/5/7, max_iterations < 1, a
+/// non-finite warp or one shifted by more than 1e5 pixels). A step that shifts the image further than that
+/// ends the registration as Diverged.
 EccResult ecc_euclidean(const float* templ, const float* image, const std::uint8_t* mask, int height, int width,
                         float warp[6], const EccCriteria& criteria);
 

@@ -7,7 +7,7 @@ masks, fixed-point bilinear sampling, update and stopping rule -- in one pass pe
 three whole images, about three times faster on a 64×64 face (bench/RESULTS.md). The tests check the two
 against each other on real faces: the same warp to float rounding for the first steps, and a median roll
 difference of 0.002° once converged. Where a face is tilted 5° or more the criterion is flat and float
-rounding alone can move the end point (1.7% of SMILEsmileD's faces by more than 0.5°, both at the same
+rounding alone can move the end point (1.4% of SMILEsmileD's faces by more than 0.5°, at about the same
 correlation); OpenCV's own SIMD paths differ from machine to machine in the same way.
 
 Example::

@@ -24,9 +24,9 @@ import numpy as np
 from privsdk.bundle import LEVEL, NORM, ONNX, load_bundle, serialize_maps, write_bundle
 from privsdk.errors import InputError
 from privsdk.log import get_logger
+from privsdk.regions.level import MAX_ROLL_DEG, MAX_SHIFT_SHARE, UPPER_SHARE, grey01
 
 from .derived import derived_manifest
-from privsdk.regions.level import MAX_ROLL_DEG, MAX_SHIFT_SHARE, UPPER_SHARE, grey01
 
 _log = get_logger(__name__)
 

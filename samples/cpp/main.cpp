@@ -181,7 +181,7 @@ class Leveller {
     privsdk::grey_mean01(out.data, h_, w_, 3, int64_t(out.step[0]), grey.data());
     float warp[6] = {1, 0, 0, 0, 1, 0};
     const privsdk::EccResult r = privsdk::ecc_euclidean(templ_.data(), grey.data(), mask_.data(), h_, w_, warp,
-                                                        {50, 1e-4, 3});
+                                                        {50, 1e-4, 3});  // privsdk.regions.ecc's settings
     if (r.status == privsdk::EccStatus::Diverged || r.status == privsdk::EccStatus::NotFinite) return false;
     const double a = warp[0], b = warp[1], tx = warp[2], c = warp[3], d = warp[4], ty = warp[5];
     const double roll = std::atan2(c, a) * 180.0 / M_PI, cx = (w_ - 1) / 2.0, cy = (h_ - 1) / 2.0;

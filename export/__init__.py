@@ -11,6 +11,8 @@ this package stays light):
 - :mod:`.report`         embed a ``privsdk eval`` report, refusing one about other files;
 - :mod:`.level_head`     a levelling bundle from an existing one (``--level-head``);
 - :mod:`.erase_secret`   an erasing bundle from an existing one: LEACE fit on its outputs (``--erase-secret``);
+- :mod:`.grey_lower`     a bundle whose post-kernel greys the bottom of every face (``--grey-lower``);
+- :mod:`.residual_scale` a residual U-Net keeping a share of its network's change (``--residual-scale``);
 - :mod:`.calibration`    INT8 calibration batches from real images through the pre-kernel;
 - :mod:`.engine`         TensorRT engine building, checking and caching;
 - :mod:`.cli`            ``privsdk export``.
@@ -31,6 +33,8 @@ _LAZY = {
     "embed_report": ("privsdk.export.report", "embed_report"),
     "level_bundle": ("privsdk.export.level_head", "level_bundle"),
     "erase_bundle": ("privsdk.export.erase_secret", "erase_bundle"),
+    "grey_lower_bundle": ("privsdk.export.grey_lower", "grey_lower_bundle"),
+    "residual_scale_bundle": ("privsdk.export.residual_scale", "residual_scale_bundle"),
     "build_engine": ("privsdk.export.engine", "build_engine"),
     "EngineRequest": ("privsdk.export.engine", "EngineRequest"),
 }

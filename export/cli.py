@@ -8,7 +8,7 @@ from typing import Any, Dict
 
 HELP = "export a trained checkpoint to a filter bundle (ONNX + maps), or a bundle to a TensorRT engine"
 DESCRIPTION = """\
-Six uses:
+Seven uses:
 
   privsdk export CHECKPOINT -o DIR [--name N] [--version V] [--report R] [--fp16] [--opset N] [--simplify]
       Write the filter bundle DIR (filter.onnx, norm.npz, filter.json). Every export
@@ -43,6 +43,13 @@ Six uses:
       the bottom SHARE of every face's crop (its maps post_scale / post_shift), whatever
       the network put there. Evaluate DIR and embed its report.
 
+  privsdk export BUNDLE --residual-scale S -o DIR [--name N] [--version V]
+      Write a new bundle DIR: the same residual U-Net, keeping the share S (0-1) of
+      the change its network makes to each face (its last convolution scaled): 1 is
+      the filter as trained, 0 the face (with its fill) alone. One point of the
+      privacy-utility curve per S, without retraining. Scale before --level-head /
+      --erase-secret; evaluate DIR and embed its report.
+
   privsdk export BUNDLE --format engine [--fp16 | --int8 --calib DIR | --precision P] [--max-batch N] [--workspace MB]
       Build a TensorRT 10 engine for this machine's GPU into the engine cache
       ($XDG_CACHE_HOME/privsdk/engines), check it against onnxruntime and record
@@ -54,6 +61,7 @@ Examples:
   privsdk export sdk/privsdk/filters/emotion-lite --level-head -o bundles/emotion-lite-levelled
   privsdk export sdk/privsdk/filters/emotion-lite-levelled --erase-secret -o bundles/emotion-lite-erased
   privsdk export bundles/emotion-erased --grey-lower 0.55 -o bundles/emotion-grey
+  privsdk export bundles/emotion-0.7.0 --residual-scale 0.5 -o bundles/emotion-s50
   privsdk export bundles/emotion --format engine --fp16 --max-batch 16
 """
 
@@ -81,6 +89,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--grey-lower", type=float, metavar="SHARE",
                         help="for a bundle: write a new bundle (-o DIR) whose post-kernel writes flat grey over the "
                              "bottom SHARE of every face's crop (e.g. 0.55)")
+    parser.add_argument("--residual-scale", type=float, metavar="S",
+                        help="for a residual U-Net bundle: write a new bundle (-o DIR) that keeps the share S (0-1) of "
+                             "the change its network makes to each face")
     parser.add_argument("--report", metavar="EVAL_REPORT.json",
                         help="embed this 'privsdk eval' report under 'evaluation' (must match the bundle's files)")
     parser.add_argument("--format", choices=("bundle", "engine"), default="bundle",
@@ -158,6 +169,9 @@ def main(args: argparse.Namespace) -> int:
                          "levelled bundle (the eraser is fit on what the runtime feeds the post-kernel)")
     if args.grey_lower is not None and (args.level_head or args.erase_secret):
         raise InputError("--grey-lower writes a new bundle of its own: level and erase first, then grey the result")
+    if args.residual_scale is not None and (args.level_head or args.erase_secret or args.grey_lower is not None):
+        raise InputError("--residual-scale writes a new bundle of its own: scale first, then level, erase or grey "
+                         "the result (an eraser is fit on the network's outputs, which scaling changes)")
     if args.erase_data and not args.erase_secret:
         raise InputError("--erase-data names the faces --erase-secret fits on; give --erase-secret too")
     if args.level_head:
@@ -178,6 +192,13 @@ def main(args: argparse.Namespace) -> int:
                               lambda: grey_lower_bundle(source, args.output, args.grey_lower, name=args.name,
                                                         version=args.bundle_version,
                                                         description=args.description or None))
+    if args.residual_scale is not None:
+        from .residual_scale import residual_scale_bundle
+
+        return _write_derived("--residual-scale", f"{args.residual_scale:.0%} of its network's change", source, args,
+                              lambda: residual_scale_bundle(source, args.output, args.residual_scale, name=args.name,
+                                                            version=args.bundle_version,
+                                                            description=args.description or None))
     if _is_bundle(source) and args.face_crop:
         from .bundle_export import embed_face_crop
 

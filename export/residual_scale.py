@@ -34,6 +34,9 @@ from .derived import derived_manifest
 
 _log = get_logger(__name__)
 
+#: float32 rounding of y0 + s·(y1 − y0) against the scaled graph, on outputs in 0-1
+INTERPOLATION_TOLERANCE = 1e-5
+
 
 def _producers(graph: Any) -> Dict[str, Any]:
     return {out: node for node in graph.node for out in node.output}
@@ -84,6 +87,34 @@ def scale_head(onnx_bytes: bytes, scale: float) -> bytes:
     return model.SerializeToString()
 
 
+def check_interpolation(bundle: Any, scaled_bytes: bytes, scale: float, faces: int = 8, seed: int = 0) -> float:
+    """The largest gap between the scaled graph and ``y0 + scale · (y1 − y0)`` where no output clamps.
+
+    ``y1`` is the source graph's output and ``y0`` that of the graph with its head zeroed (the face with its
+    fill), on ``faces`` seeded inputs and noise through onnxruntime. Where ``y0``, ``y1`` and the scaled
+    output all lie inside (0, 1) the clamp is idle and the three must agree to float rounding.
+    """
+    import onnxruntime as ort
+
+    h, w = bundle.input_size
+    rng = np.random.default_rng(seed)
+    feeds = {bundle.manifest["onnx"]["image_input"]: rng.standard_normal((faces, 3, h, w)).astype(np.float32)}
+    for spec in bundle.noise_inputs:
+        feeds[spec["name"]] = rng.standard_normal((faces, *spec["shape"])).astype(np.float32)
+
+    def run(data: bytes) -> np.ndarray:
+        opts = ort.SessionOptions()
+        opts.log_severity_level = 3
+        return ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"]).run(None, feeds)[0]
+
+    y1, y0, ys = run(bundle.onnx_bytes), run(scale_head(bundle.onnx_bytes, 0.0)), run(scaled_bytes)
+    inside = (y0 > 0) & (y0 < 1) & (y1 > 0) & (y1 < 1) & (ys > 0) & (ys < 1)
+    if not inside.any():
+        raise InputError("--residual-scale: every output of the check clamps; expected a filter whose outputs lie "
+                         "inside 0-1 somewhere")
+    return float(np.abs(ys - (y0 + scale * (y1 - y0)))[inside].max())
+
+
 def residual_scale_bundle(source: Union[str, Path], output: Union[str, Path], scale: float,
                           name: Optional[str] = None, version: Optional[str] = None,
                           description: Optional[str] = None) -> Path:
@@ -102,10 +133,14 @@ def residual_scale_bundle(source: Union[str, Path], output: Union[str, Path], sc
         raise InputError(f"--residual-scale: {source} has an eraser fit on its outputs, which scaling changes; "
                          "scale the bundle before --erase-secret")
     onnx_bytes = scale_head(bundle.onnx_bytes, scale)
+    gap = check_interpolation(bundle, onnx_bytes, scale)
+    if gap > INTERPOLATION_TOLERANCE:
+        raise InputError(f"--residual-scale: the scaled graph is {gap:.2g} away from the source's output scaled by "
+                         f"{scale} (tolerance {INTERPOLATION_TOLERANCE}); expected the head to add to the face linearly")
     manifest = derived_manifest(
         bundle, "residual_scale", suffix=f"-s{int(round(scale * 100))}", name=name, version=version,
         description=description, sentence=f"It keeps {scale:.0%} of the change its network makes to each face.")
-    manifest["export"]["residual_scale"]["scale"] = scale
+    manifest["export"]["residual_scale"].update(scale=scale, max_abs_vs_interpolation=gap)
     # an fp16 copy of the old graph would no longer be this filter: it is left out, not carried over unscaled
     extra = {k: v for k, v in bundle.files.items() if k not in (NORM, ONNX) and not k.endswith(".onnx")}
     if (manifest["export"].get("fp16") or {}).get("file"):
@@ -116,4 +151,4 @@ def residual_scale_bundle(source: Union[str, Path], output: Union[str, Path], sc
     return out
 
 
-__all__ = ["residual_scale_bundle", "scale_head", "find_head"]
+__all__ = ["residual_scale_bundle", "scale_head", "find_head", "check_interpolation"]

@@ -54,6 +54,7 @@ def test_the_scaled_bundle_is_the_module_with_its_head_scaled(residual, scale, t
     a, b = load_bundle(source), load_bundle(out)
     assert b.name == f"{a.name}-s{int(scale * 100)}" and b.manifest["version"] == "2.0.0"
     assert b.manifest["evaluation"] is None and b.manifest["export"]["residual_scale"]["scale"] == scale
+    assert b.manifest["export"]["residual_scale"]["max_abs_vs_interpolation"] <= 1e-5
     assert b.manifest["export"]["residual_scale"]["from"]["files"] == a.manifest["files"]
     assert "filter.fp16.onnx" not in b.files and b.manifest["export"]["fp16"] is None
     assert b.manifest["files"]["norm.npz"] == a.manifest["files"]["norm.npz"]
@@ -111,3 +112,12 @@ def test_cli_writes_it_and_refuses_combinations(residual, tmp_path, capsys):
     assert cli_main(["export", str(source), "--residual-scale", "0.5", "--erase-secret", "-o",
                      str(tmp_path / "x")]) == 1
     assert "scale first" in capsys.readouterr().err
+
+
+def test_the_interpolation_check_sees_a_graph_that_is_not_the_scaled_one(residual):
+    from privsdk.export.residual_scale import check_interpolation, scale_head
+
+    _, source = residual
+    b = load_bundle(source)
+    assert check_interpolation(b, scale_head(b.onnx_bytes, 0.5), 0.5) <= 1e-5
+    assert check_interpolation(b, scale_head(b.onnx_bytes, 0.3), 0.5) > 1e-3

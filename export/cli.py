@@ -47,8 +47,8 @@ Seven uses:
       Write a new bundle DIR: the same residual U-Net, keeping the share S (0-1) of
       the change its network makes to each face (its last convolution scaled): 1 is
       the filter as trained, 0 the face (with its fill) alone. One point of the
-      privacy-utility curve per S, without retraining. Scale before --level-head /
-      --erase-secret; evaluate DIR and embed its report.
+      privacy-utility curve per S, without retraining. Scale before --erase-secret
+      (an eraser is fit on the outputs scaling changes); evaluate DIR, embed its report.
 
   privsdk export BUNDLE --format engine [--fp16 | --int8 --calib DIR | --precision P] [--max-batch N] [--workspace MB]
       Build a TensorRT 10 engine for this machine's GPU into the engine cache
@@ -170,8 +170,8 @@ def main(args: argparse.Namespace) -> int:
     if args.grey_lower is not None and (args.level_head or args.erase_secret):
         raise InputError("--grey-lower writes a new bundle of its own: level and erase first, then grey the result")
     if args.residual_scale is not None and (args.level_head or args.erase_secret or args.grey_lower is not None):
-        raise InputError("--residual-scale writes a new bundle of its own: scale first, then level, erase or grey "
-                         "the result (an eraser is fit on the network's outputs, which scaling changes)")
+        raise InputError("--residual-scale writes a new bundle of its own: scale first, then erase or grey the "
+                         "result (an eraser is fit on the network's outputs, which scaling changes)")
     if args.erase_data and not args.erase_secret:
         raise InputError("--erase-data names the faces --erase-secret fits on; give --erase-secret too")
     if args.level_head:

@@ -11,8 +11,8 @@ Scaling its change draws the curve between the fill alone and the trained filter
 per face. Measured on ``emotion`` 0.7.0 (levelled, 200 SMILEsmileD test faces), identity kept by dlib's
 descriptor rises from 70.5% at scale 1 to 86% at 0.75 and 90% at 0.5: the network's change to the eyes
 costs identity faster than it adds privacy near 1 (``docs/emotion-methods.md``, "Scaling the network's
-change"). A bundle's eraser (``--erase-secret``) is fit on its outputs, so scale first, then level and
-erase, then evaluate.
+change"); with the eraser refit, S = 0.5 is the bundled ``emotion`` 0.9.0. A bundle's eraser
+(``--erase-secret``) is fit on its outputs, so scale first, then erase, then evaluate.
 
 Example::
 

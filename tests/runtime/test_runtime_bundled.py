@@ -112,7 +112,7 @@ def test_bundled_filter_frames_faces_as_it_was_trained(name: str, astronaut_bgr:
 
 def test_bundled_emotion_never_reads_the_lower_face(lfw_faces: np.ndarray) -> None:
     """`emotion` cuts each face out level, fills the bottom half of that crop (the mouth) with the mean face before
-    its network reads it, and erases the smile's linear trace from the output: two faces that differ only in the
+    its network reads it, keeps half of the change its network makes, and erases the smile's linear trace from the output: two faces that differ only in the
     mouth and chin come out identical, whatever their mouths showed. (Rows from 38 down: the levelling turns the
     crop by a few degrees, so rows just above the fill's edge in the level crop come from lower rows at its sides.)"""
     import cv2
@@ -120,6 +120,8 @@ def test_bundled_emotion_never_reads_the_lower_face(lfw_faces: np.ndarray) -> No
     bundle = load_bundle(FILTERS_DIR / "emotion")
     assert bundle.manifest["architecture"]["arch"]["lower_fill"] == 0.5
     assert bundle.level_head and bundle.eraser is not None
+    scaled = bundle.manifest["export"]["residual_scale"]       # half of the network's change kept (0.9.0)
+    assert scaled["scale"] == 0.5 and scaled["max_abs_vs_interpolation"] <= 1e-5
     erase = bundle.manifest["erase"]
     assert erase["secret"] == "smile" and erase["rank"] == 2
     assert [w["data"] for w in erase["fitted_on"]] == ["smilesmiled", "genki4k"]

@@ -32,11 +32,15 @@ Seven uses:
       the data its manifest names) and pasted back level. The head's roll is given up
       so that it cannot give the secret away. Evaluate DIR and embed its report.
 
-  privsdk export BUNDLE --erase-secret -o DIR [--erase-data NAME=ROOT ...] [--name N] [--version V]
+  privsdk export BUNDLE --erase-secret -o DIR [--erase-data NAME=ROOT ...] [--erase-framing runtime]
+                 [--name N] [--version V]
       Write a new bundle DIR: the same filter, with what is left of its secret that a
       linear model could read projected out of every face (LEACE, fit in closed form on
       the filter's outputs for the training split of the data its manifest names, the
-      ridge picked on the validation split). Evaluate DIR and embed its report.
+      ridge picked on the validation split). --erase-framing runtime fits it on those
+      faces re-cut as Filter cuts camera faces for this bundle (input.face_crop), which
+      is what a device feeds it when a set's own crops are framed looser (GENKI-4K).
+      Evaluate DIR and embed its report.
 
   privsdk export BUNDLE --grey-lower SHARE -o DIR [--name N] [--version V]
       Write a new bundle DIR: the same filter, whose post-kernel writes flat grey over
@@ -86,6 +90,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--erase-data", metavar="NAME=ROOT", action="append",
                         help="--erase-secret: a set of faces to fit on, repeatable: the classes' means then meet within "
                              "each set (default: the data the bundle's manifest names)")
+    parser.add_argument("--erase-framing", choices=("data", "runtime"),
+                        help="--erase-secret: fit on each set's own crops (data, the default) or on its faces re-cut "
+                             "as Filter cuts camera faces for this bundle (runtime: what a device feeds the eraser)")
     parser.add_argument("--grey-lower", type=float, metavar="SHARE",
                         help="for a bundle: write a new bundle (-o DIR) whose post-kernel writes flat grey over the "
                              "bottom SHARE of every face's crop (e.g. 0.55)")
@@ -172,8 +179,9 @@ def main(args: argparse.Namespace) -> int:
     if args.residual_scale is not None and (args.level_head or args.erase_secret or args.grey_lower is not None):
         raise InputError("--residual-scale writes a new bundle of its own: scale first, then erase or grey the "
                          "result (an eraser is fit on the network's outputs, which scaling changes)")
-    if args.erase_data and not args.erase_secret:
-        raise InputError("--erase-data names the faces --erase-secret fits on; give --erase-secret too")
+    if (args.erase_data or args.erase_framing) and not args.erase_secret:
+        raise InputError("--erase-data and --erase-framing say which faces --erase-secret fits on; give "
+                         "--erase-secret too")
     if args.level_head:
         from .level_head import level_bundle
 
@@ -184,7 +192,7 @@ def main(args: argparse.Namespace) -> int:
 
         return _write_derived("--erase-secret", "a linear eraser of its secret", source, args, lambda: erase_bundle(
             source, args.output, name=args.name, version=args.bundle_version, description=args.description or None,
-            data=args.erase_data))
+            data=args.erase_data, framing=args.erase_framing or "data"))
     if args.grey_lower is not None:
         from .grey_lower import grey_lower_bundle
 

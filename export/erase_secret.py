@@ -73,9 +73,28 @@ def filter_outputs(source: Union[str, Path], images_rgb: np.ndarray, desc: str =
     return out
 
 
+#: how the faces an eraser is fit on are framed: each set's own crops, or re-cut as ``Filter`` cuts camera faces
+FRAMINGS = ("data", "runtime")
+
+
+def _face_box(source: Union[str, Path]) -> Tuple[float, ...]:
+    box = ((load_bundle(source).manifest.get("input") or {}).get("face_crop") or {}).get("box")
+    if box is None:
+        raise InputError(f"--erase-framing runtime: filter bundle {source} does not record how its training faces "
+                         "were framed (input.face_crop); expected a bundle with one ('privsdk export BUNDLE "
+                         "--face-crop' adds it)")
+    return tuple(float(v) for v in box)
+
+
 def training_outputs(source: Union[str, Path], data_config: Mapping[str, Any], secret: str,
-                     size: int) -> Tuple[Dict[str, np.ndarray], Dict[str, np.ndarray], Dict[str, Any]]:
-    """The bundle's outputs and secret labels on the train and val splits of ``data_config``."""
+                     size: int, framing: str = "data"
+                     ) -> Tuple[Dict[str, np.ndarray], Dict[str, np.ndarray], Dict[str, Any]]:
+    """The bundle's outputs and secret labels on the train and val splits of ``data_config``.
+
+    ``framing="runtime"`` re-cuts every face first as ``Filter`` would cut it from a camera frame for this
+    bundle (:mod:`privsdk.train.eval.framing`; the set's layout measured on its train split), so that the
+    eraser meets the class means of the faces a device feeds it, not of the set's own crops.
+    """
     from privsdk.train.data import load_dataset, make_splits
 
     ds = load_dataset(str(data_config["name"]), str(data_config["root"]), int(data_config.get("size", size)))
@@ -84,21 +103,34 @@ def training_outputs(source: Union[str, Path], data_config: Mapping[str, Any], s
                          "expected a set labelled with the bundle's secret")
     fractions = tuple(float(f) for f in data_config.get("fractions", (0.7, 0.15, 0.15)))
     seed = int(data_config.get("split_seed", 0))
+    if framing not in FRAMINGS:
+        raise InputError(f"--erase-framing {framing!r}: expected one of {', '.join(FRAMINGS)}")
     splits = make_splits(ds, stratify=secret, fractions=fractions, seed=seed)
+    crop = None
+    if framing == "runtime":
+        from privsdk.train.eval.framing import crop_and_resize, runtime_framing
+
+        data_box, crop = runtime_framing(ds.images[np.sort(splits["train"])], _face_box(source),
+                                         f"{data_config['name']} train")
+        _log.info("%s: faces re-cut as Filter cuts them, %s of each image (the set's faces sit at %s of the Haar "
+                  "box)", data_config["name"], [round(v, 4) for v in crop], [round(v, 4) for v in data_box])
     outputs, labels = {}, {}
     for split in ("train", "val"):
         idx = np.sort(splits[split])
-        outputs[split] = filter_outputs(source, ds.images[idx], desc=f"filtering the {split} faces")
+        faces = ds.images[idx] if crop is None else crop_and_resize(ds.images[idx], crop)
+        outputs[split] = filter_outputs(source, faces, desc=f"filtering the {split} faces")
         labels[split] = np.asarray(ds.labels[secret])[idx]
     where = {"data": str(data_config["name"]), "root": str(data_config["root"]), "split": "train",
              "ridge_picked_on": "val", "split_seed": seed, "fractions": list(fractions),
-             "faces": int(len(labels["train"])), "val_faces": int(len(labels["val"]))}
+             "faces": int(len(labels["train"])), "val_faces": int(len(labels["val"])),
+             "framing": {"mode": "data"} if crop is None else
+             {"mode": "runtime", "crop": [round(v, 4) for v in crop], "data_box": [round(v, 4) for v in data_box]}}
     return outputs, labels, where
 
 
 def erase_bundle(source: Union[str, Path], output: Union[str, Path], name: Optional[str] = None,
                  version: Optional[str] = None, description: Optional[str] = None,
-                 data: Optional[Sequence[str]] = None) -> Path:
+                 data: Optional[Sequence[str]] = None, framing: str = "data") -> Path:
     """Write ``output``: ``source``'s bundle with a linear eraser of its secret (see the module's docstring).
 
     Args:
@@ -109,6 +141,8 @@ def erase_bundle(source: Union[str, Path], output: Union[str, Path], name: Optio
         data: ``NAME=ROOT`` of each set of faces to fit on (default: the set the source's manifest names).
             With several, the classes' means meet within each set (its training split; the ridge is
             picked on all their validation splits).
+        framing: ``"data"`` fits on each set's own crops; ``"runtime"`` on its faces re-cut as ``Filter`` cuts
+            camera faces for this bundle (its ``input.face_crop``): what a device feeds the eraser.
     """
     from privsdk.train.erasure import fit_linear_eraser
 
@@ -125,7 +159,7 @@ def erase_bundle(source: Union[str, Path], output: Union[str, Path], name: Optio
     secret = str(bundle.manifest["secret"][0])
     train, val, labels, groups, fitted_on = [], [], [], [], []
     for i, config in enumerate(_data_configs(bundle, data)):
-        outputs, secret_labels, where = training_outputs(source, config, secret, bundle.input_size[0])
+        outputs, secret_labels, where = training_outputs(source, config, secret, bundle.input_size[0], framing)
         train.append(outputs["train"])
         val.append(outputs["val"])
         labels.append(secret_labels["train"])
@@ -152,4 +186,4 @@ def erase_bundle(source: Union[str, Path], output: Union[str, Path], name: Optio
     return out
 
 
-__all__ = ["erase_bundle", "filter_outputs", "training_outputs"]
+__all__ = ["FRAMINGS", "erase_bundle", "filter_outputs", "training_outputs"]

@@ -280,3 +280,47 @@ def test_export_erase_secret_fits_on_the_training_faces_and_keeps_the_filter(tmp
                  "--name", "cli-erased", "--version", "0.0.2"]) == 0
     assert "with a linear eraser of its secret" in capsys.readouterr().out
     assert load_bundle(tmp_path / "cli").manifest["version"] == "0.0.2"
+
+
+def test_export_erase_secret_fits_on_faces_framed_as_the_runtime_frames_them(tmp_path, astronaut_bgr, capsys):
+    from privsdk.cli import main
+    from privsdk.export.erase_secret import erase_bundle, training_outputs
+    from privsdk.train.eval.framing import runtime_crop
+
+    face16 = cv2.resize(astronaut_bgr[50:250, 160:360], (16, 16), interpolation=cv2.INTER_AREA)
+    _smile_set(tmp_path / "smiles", face16)
+    data = f"smilesmiled={tmp_path / 'smiles'}"
+    config = {"name": "smilesmiled", "root": str(tmp_path / "smiles")}
+    maps = tiny_bundles.lite_maps()
+    maps["sigma"][:] = 0.0
+    # without input.face_crop there is no runtime framing to fit on
+    bare = write_bundle(tmp_path / "bare", tiny_bundles.manifest("tiny-lite", "lite"), maps)
+    with pytest.raises(InputError, match="does not record how its training faces were framed"):
+        erase_bundle(bare, tmp_path / "x", data=data, framing="runtime")
+    with pytest.raises(InputError, match="expected one of data, runtime"):
+        erase_bundle(bare, tmp_path / "x", data=data, framing="camera")
+    # a filter trained on faces cut tighter than this set's: the runtime crop is an inner part of each image
+    manifest = tiny_bundles.manifest("tiny-lite", "lite")
+    filter_box = [0.0, 0.0, 1.8, 1.8]
+    manifest["input"]["face_crop"] = {"detector": "haar", "box": filter_box, "faces_found": 44, "faces_tried": 60}
+    source = write_bundle(tmp_path / "src", manifest, maps)
+    at_runtime = erase_bundle(source, tmp_path / "rt", data=data, framing="runtime")
+    on_crops = erase_bundle(source, tmp_path / "crops", data=data)
+    framing = load_bundle(at_runtime).manifest["erase"]["fitted_on"][0]["framing"]
+    assert load_bundle(on_crops).manifest["erase"]["fitted_on"][0]["framing"] == {"mode": "data"}
+    assert framing["mode"] == "runtime"
+    np.testing.assert_allclose(framing["crop"], runtime_crop(framing["data_box"], filter_box), atol=1e-3)
+    crop = framing["crop"]
+    assert 0.02 < crop[0] < crop[2] < 0.98 and 0.02 < crop[1] < crop[3] < 0.98   # re-cut, not the whole image
+    # on the re-cut faces the runtime-fit eraser meets the class means; the one fit on the set's crops does not
+    before, labels, _ = training_outputs(source, config, "smile", 16, "runtime")
+    after_rt, _, _ = training_outputs(at_runtime, config, "smile", 16, "runtime")
+    after_crops, _, _ = training_outputs(on_crops, config, "smile", 16, "runtime")
+    gap = lambda o: np.abs(o["train"][labels["train"] == 1].mean(0) - o["train"][labels["train"] == 0].mean(0)).max()  # noqa: E731,E501
+    assert gap(before) > 0.05 and gap(after_rt) < 1e-4 < 1e-3 < gap(after_crops)
+    # the CLI
+    assert main(["export", str(source), "--erase-framing", "runtime"]) == 1
+    assert "give --erase-secret too" in capsys.readouterr().err
+    assert main(["export", str(source), "--erase-secret", "--erase-data", data, "--erase-framing", "runtime",
+                 "-o", str(tmp_path / "cli")]) == 0
+    assert load_bundle(tmp_path / "cli").manifest["erase"]["fitted_on"][0]["framing"]["mode"] == "runtime"

@@ -109,6 +109,16 @@ def _layout(images: np.ndarray, what: str) -> Box:
     return _box(layout["box"], what)
 
 
+def runtime_framing(images: np.ndarray, filter_box: Sequence[float], what: str) -> Tuple[Box, Box]:
+    """Where ``images``' faces sit in the Haar box (measured) and the crop of each image ``Filter`` would cut.
+
+    ``filter_box`` is the filter's ``input.face_crop.box``. Returns ``(data_box, crop)``; re-cut the images
+    (this set's, or any cut alike) with :func:`crop_and_resize` ``(images, crop)``.
+    """
+    layout = _layout(images, what)
+    return layout, runtime_crop(layout, filter_box)
+
+
 def frame_as_runtime(data: "EvalData", filters: Sequence["FilterUnderEval"]) -> "EvalData":
     """``data`` with every image re-cut as ``Filter`` would cut the face for these filters.
 
@@ -119,9 +129,10 @@ def frame_as_runtime(data: "EvalData", filters: Sequence["FilterUnderEval"]) -> 
 
     filter_box, owners = filters_face_box(filters)
     cross = data.info.get("test_set", data.name) != data.info.get("train_set", data.name)
-    layouts = {"train": _layout(data.images["train"], f"{data.name} train")}
-    layouts["test"] = _layout(data.images["test"], f"{data.name} test") if cross else layouts["train"]
-    crops = {role: runtime_crop(layouts[role], filter_box) for role in ("train", "test")}
+    layouts, crops = {}, {}
+    layouts["train"], crops["train"] = runtime_framing(data.images["train"], filter_box, f"{data.name} train")
+    layouts["test"], crops["test"] = (runtime_framing(data.images["test"], filter_box, f"{data.name} test")
+                                      if cross else (layouts["train"], crops["train"]))
     images = {s: crop_and_resize(data.images[s], crops["test" if s == "test" else "train"])
               for s in ("train", "val", "test")}
     framing: Dict[str, Any] = {

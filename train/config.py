@@ -38,8 +38,10 @@ class DataConfig:
     split_seed: int = 0
     cache_dir: Optional[str] = None
     limit: Optional[int] = None
-    # More sets trained on with the first, each {name, root}. Each is split on its own (same fractions and seed, as
-    # `privsdk eval` splits it) and only train/val parts are joined, so every set's test split stays held out.
+    # More sets trained on with the first, each {name, root} and optionally framing: runtime (its faces re-cut as the
+    # first set's sit in the runtime's Haar box: as `Filter` cuts camera faces for the filter; default: its own crops).
+    # Each is split on its own (same fractions and seed, as `privsdk eval` splits it) and only train/val parts are
+    # joined, so every set's test split stays held out.
     also: List[Dict[str, str]] = field(default_factory=list)
 
 
@@ -144,12 +146,17 @@ def _check_extra_set(i: int, entry: Any) -> Dict[str, str]:
     from .data import DATASET_NAMES
 
     where = f"data.also[{i}]"
-    expected = f"expected {{name: one of {list(DATASET_NAMES)}, root: its folder}}"
-    if not isinstance(entry, dict) or set(entry) != {"name", "root"}:
+    expected = (f"expected {{name: one of {list(DATASET_NAMES)}, root: its folder, optionally framing: data or "
+                "runtime}")
+    if not isinstance(entry, dict) or not {"name", "root"} <= set(entry) <= {"name", "root", "framing"}:
         raise InputError(f"{where} is {entry!r}; {expected}")
-    if entry["name"] not in DATASET_NAMES or not str(entry["root"]):
+    if entry["name"] not in DATASET_NAMES or not str(entry["root"]) or entry.get("framing", "data") not in (
+            "data", "runtime"):
         raise InputError(f"{where} is {entry!r}; {expected}")
-    return {"name": str(entry["name"]), "root": str(entry["root"])}
+    checked = {"name": str(entry["name"]), "root": str(entry["root"])}
+    if entry.get("framing", "data") == "runtime":   # the default stays out, so older configs read as they were
+        checked["framing"] = "runtime"
+    return checked
 
 
 def _check_region_budget(i: int, band: Any) -> Dict[str, Any]:

@@ -24,6 +24,7 @@ Example::
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -96,6 +97,24 @@ def norm_maps(images: np.ndarray, min_std: float = 1e-2) -> tuple:
     return mean.astype(np.float32), np.maximum(std, min_std).astype(np.float32)
 
 
+def framed_like(more: FaceSet, more_train: np.ndarray, first: FaceSet, first_train: np.ndarray) -> FaceSet:
+    """``more`` with every face re-cut to sit in the Haar box as ``first``'s faces sit (``data.also``'s
+    ``framing: runtime``).
+
+    ``first``'s layout is what export writes as ``input.face_crop``, so these are the faces ``Filter`` cuts
+    from a camera frame for the filter: a set cropped looser (GENKI-4K at the Haar box itself) is trained on
+    as a device will show it, not as its own crops show it. Both layouts are measured on the train splits.
+    """
+    from privsdk.train.eval.framing import crop_and_resize, data_layout, runtime_framing
+
+    first_box = data_layout(first.images[np.sort(first_train)], f"{first.name} train")
+    data_box, crop = runtime_framing(more.images[np.sort(more_train)], first_box, f"{more.name} train")
+    log.info("%s re-cut as %s's faces sit in the Haar box (at %s of it; its own at %s): %s of each image", more.name,
+             first.name, [round(v, 4) for v in first_box], [round(v, 4) for v in data_box],
+             [round(v, 4) for v in crop])
+    return dataclasses.replace(more, images=crop_and_resize(more.images, crop))
+
+
 class Trainer:
     """A training run (see the module docstring).
 
@@ -150,7 +169,10 @@ class Trainer:
             if d.secret not in more.labels:
                 raise InputError(f"data.also set {more.name!r} has no secret label {d.secret!r}; "
                                  f"expected one of {sorted(more.labels)}")
-            parts.append((more, make_splits(more, **split)))
+            more_splits = make_splits(more, **split)
+            if extra.get("framing") == "runtime":
+                more = framed_like(more, more_splits["train"], ds, parts[0][1]["train"])
+            parts.append((more, more_splits))
         if len(parts) > 1:
             ds, splits = join_datasets(parts)
             log.info("training on %s: %s", ds.name, ", ".join(f"{p.name} {len(s['train'])} train" for p, s in parts))

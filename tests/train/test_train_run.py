@@ -107,7 +107,12 @@ def test_config_file_overrides_and_round_trip(tmp_path):
         load_config(None, ["losses.ssim_weight=-1.0"])
     also = load_config(None, ["data.also=[{name: genki4k, root: ../shared/data/GENKI4K}]"]).data.also
     assert also == [{"name": "genki4k", "root": "../shared/data/GENKI4K"}]
-    for bad in ("[{name: imagenet, root: x}]", "[{name: genki4k}]", "[genki4k]", "[{name: genki4k, root: x, w: 1}]"):
+    framed = load_config(None, ["data.also=[{name: genki4k, root: g, framing: runtime}]"]).data.also
+    assert framed == [{"name": "genki4k", "root": "g", "framing": "runtime"}]
+    assert load_config(None, ["data.also=[{name: genki4k, root: g, framing: data}]"]).data.also == [
+        {"name": "genki4k", "root": "g"}]
+    for bad in ("[{name: imagenet, root: x}]", "[{name: genki4k}]", "[genki4k]", "[{name: genki4k, root: x, w: 1}]",
+                "[{name: genki4k, root: x, framing: camera}]"):
         with pytest.raises(InputError, match=r"data.also\[0\] is .*expected \{name: one of"):
             load_config(None, [f"data.also={bad}"])
 
@@ -220,6 +225,26 @@ def test_training_on_two_sets_holds_out_each_sets_test_split(lfw_faces, tmp_path
     held_out = make_splits(genki, stratify="smile", fractions=(0.7, 0.15, 0.15), seed=0)["test"]
     assert sorted(i - 30 for i in saved["splits"]["test"] if i >= 30) == held_out.tolist()
     assert not {i - 30 for i in saved["splits"]["train"] if i >= 30} & set(held_out.tolist())
+
+
+def test_a_set_framed_looser_is_recut_as_the_first_sets_faces_sit(lfw_faces):
+    """data.also's framing: runtime: faces cut 1.4× looser around the same centre come back framed as the first set's."""
+    from privsdk.train.eval.framing import crop_and_resize
+    from privsdk.train.trainer import framed_like
+
+    rgb = np.repeat(cv2.resize(np.moveaxis(lfw_faces[:60], 0, -1), (48, 48), interpolation=cv2.INTER_CUBIC)
+                    .transpose(2, 0, 1)[..., None], 3, axis=3)
+    labels = {"smile": np.arange(60) % 2}
+    first = FaceSet(rgb, labels, [f"{i}" for i in range(60)], "first")
+    loose = FaceSet(crop_and_resize(rgb, (-0.2, -0.2, 1.2, 1.2)), labels, first.paths, "loose")
+    train = np.arange(0, 60, 2)
+    recut = framed_like(loose, train, first, train)
+    assert recut.images.shape == rgb.shape and recut.name == "loose" and recut.labels is labels
+
+    def gap(x):   # mean absolute difference to the first set's faces, in grey levels
+        return float(np.abs(x.astype(float) - rgb.astype(float)).mean())
+    assert gap(recut.images) < 0.5 * gap(loose.images)
+    assert gap(framed_like(first, train, first, train).images) < 0.5 * gap(loose.images)   # already framed so
 
 
 def test_a_fixed_attacker_near_chance_is_warned_about(faceset, tmp_path):

@@ -99,13 +99,15 @@ def filters_face_box(filters: Sequence["FilterUnderEval"]) -> Tuple[Box, List[st
     return tuple(float(v) for v in arr.mean(axis=0)), sorted(boxes)  # type: ignore[return-value]
 
 
-def _layout(images: np.ndarray, what: str) -> Box:
+def data_layout(images: np.ndarray, what: str) -> Box:
+    """Where ``images``' faces sit in the runtime Haar finder's box (measured; refused if too few are found)."""
     from privsdk.regions.crop_layout import measure_face_crop
 
     layout = measure_face_crop(images, seed=0)
     if layout is None:
-        raise InputError(f"--framing runtime: the Haar finder found too few single faces in {what} to measure "
-                         "where its faces sit; expected face crops (use --framing data)")
+        raise InputError(f"runtime framing: the Haar finder found too few single faces in {what} to measure "
+                         "where its faces sit; expected face crops (or frame them as the data does: --framing data, "
+                         "--erase-framing data, framing: data)")
     return _box(layout["box"], what)
 
 
@@ -115,7 +117,7 @@ def runtime_framing(images: np.ndarray, filter_box: Sequence[float], what: str) 
     ``filter_box`` is the filter's ``input.face_crop.box``. Returns ``(data_box, crop)``; re-cut the images
     (this set's, or any cut alike) with :func:`crop_and_resize` ``(images, crop)``.
     """
-    layout = _layout(images, what)
+    layout = data_layout(images, what)
     return layout, runtime_crop(layout, filter_box)
 
 

@@ -120,11 +120,14 @@ def test_bundled_emotion_never_reads_the_lower_face(lfw_faces: np.ndarray) -> No
     bundle = load_bundle(FILTERS_DIR / "emotion")
     assert bundle.manifest["architecture"]["arch"]["lower_fill"] == 0.5
     assert bundle.level_head and bundle.eraser is not None
-    scaled = bundle.manifest["export"]["residual_scale"]       # half of the network's change kept (0.9.0)
+    scaled = bundle.manifest["export"]["residual_scale"]       # half of the network's change kept (0.9.0 on)
     assert scaled["scale"] == 0.5 and scaled["max_abs_vs_interpolation"] <= 1e-5
     erase = bundle.manifest["erase"]
     assert erase["secret"] == "smile" and erase["rank"] == 2
     assert [w["data"] for w in erase["fitted_on"]] == ["smilesmiled", "genki4k"]
+    # 0.10.0: the network and the eraser both saw GENKI-4K's faces as Filter cuts them from a camera frame
+    assert [w["framing"]["mode"] for w in erase["fitted_on"]] == ["runtime", "runtime"]
+    assert bundle.manifest["training"]["config"]["data"]["also"][0]["framing"] == "runtime"
     grey = [cv2.cvtColor(cv2.resize(face, (64, 64)), cv2.COLOR_GRAY2BGR) for face in lfw_faces[:2]]
     mixed = grey[0].copy()
     mixed[38:] = grey[1][38:]          # another person's mouth and chin

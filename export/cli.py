@@ -32,14 +32,16 @@ Seven uses:
       the data its manifest names) and pasted back level. The head's roll is given up
       so that it cannot give the secret away. Evaluate DIR and embed its report.
 
-  privsdk export BUNDLE --erase-secret -o DIR [--erase-data NAME=ROOT ...] [--erase-framing runtime]
+  privsdk export BUNDLE --erase-secret -o DIR [--erase-data NAME=ROOT ...] [--erase-framing {data,runtime} ...]
                  [--name N] [--version V]
       Write a new bundle DIR: the same filter, with what is left of its secret that a
       linear model could read projected out of every face (LEACE, fit in closed form on
       the filter's outputs for the training split of the data its manifest names, the
       ridge picked on the validation split). --erase-framing runtime fits it on those
       faces re-cut as Filter cuts camera faces for this bundle (input.face_crop), which
-      is what a device feeds it when a set's own crops are framed looser (GENKI-4K).
+      is what a device feeds it when a set's own crops are framed looser (GENKI-4K);
+      --erase-framing data runtime fits on both, so that the secret's means meet on the
+      set's own crops and on its re-cut faces (a set whose re-cut is its own crops is fit once).
       Evaluate DIR and embed its report.
 
   privsdk export BUNDLE --grey-lower SHARE -o DIR [--name N] [--version V]
@@ -90,9 +92,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--erase-data", metavar="NAME=ROOT", action="append",
                         help="--erase-secret: a set of faces to fit on, repeatable: the classes' means then meet within "
                              "each set (default: the data the bundle's manifest names)")
-    parser.add_argument("--erase-framing", choices=("data", "runtime"),
-                        help="--erase-secret: fit on each set's own crops (data, the default) or on its faces re-cut "
-                             "as Filter cuts camera faces for this bundle (runtime: what a device feeds the eraser)")
+    parser.add_argument("--erase-framing", choices=("data", "runtime"), nargs="+", metavar="{data,runtime}",
+                        help="--erase-secret: fit on each set's own crops (data, the default), on its faces re-cut "
+                             "as Filter cuts camera faces for this bundle (runtime: what a device feeds the eraser), "
+                             "or on both (data runtime: each framing of each set its own group)")
     parser.add_argument("--grey-lower", type=float, metavar="SHARE",
                         help="for a bundle: write a new bundle (-o DIR) whose post-kernel writes flat grey over the "
                              "bottom SHARE of every face's crop (e.g. 0.55)")
@@ -192,7 +195,7 @@ def main(args: argparse.Namespace) -> int:
 
         return _write_derived("--erase-secret", "a linear eraser of its secret", source, args, lambda: erase_bundle(
             source, args.output, name=args.name, version=args.bundle_version, description=args.description or None,
-            data=args.erase_data, framing=args.erase_framing or "data"))
+            data=args.erase_data, framing=args.erase_framing or ["data"]))
     if args.grey_lower is not None:
         from .grey_lower import grey_lower_bundle
 

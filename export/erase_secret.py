@@ -75,6 +75,19 @@ def filter_outputs(source: Union[str, Path], images_rgb: np.ndarray, desc: str =
 
 #: how the faces an eraser is fit on are framed: each set's own crops, or re-cut as ``Filter`` cuts camera faces
 FRAMINGS = ("data", "runtime")
+#: a set whose runtime re-cut moves no side of its crops by more than this share of the image (under a
+#: pixel at 64 px) is the same faces under both framings: it is fit once, not as two groups
+SAME_FRAMING = 0.01
+
+
+def _framings(framing: Union[str, Sequence[str]]) -> Tuple[str, ...]:
+    """``"runtime"`` / ``["data", "runtime"]`` → the checked framings, runtime first, each once."""
+    asked = [framing] if isinstance(framing, str) else list(framing)
+    bad = [f for f in asked if f not in FRAMINGS]
+    if not asked or bad:
+        raise InputError(f"--erase-framing {' '.join(map(str, bad or asked)) or '(none)'!r}: expected one or more of "
+                         f"{', '.join(FRAMINGS)}")
+    return tuple(f for f in ("runtime", "data") if f in asked)
 
 
 def _face_box(source: Union[str, Path]) -> Tuple[float, ...]:
@@ -103,8 +116,7 @@ def training_outputs(source: Union[str, Path], data_config: Mapping[str, Any], s
                          "expected a set labelled with the bundle's secret")
     fractions = tuple(float(f) for f in data_config.get("fractions", (0.7, 0.15, 0.15)))
     seed = int(data_config.get("split_seed", 0))
-    if framing not in FRAMINGS:
-        raise InputError(f"--erase-framing {framing!r}: expected one of {', '.join(FRAMINGS)}")
+    _framings(framing)
     splits = make_splits(ds, stratify=secret, fractions=fractions, seed=seed)
     crop = None
     if framing == "runtime":
@@ -130,7 +142,7 @@ def training_outputs(source: Union[str, Path], data_config: Mapping[str, Any], s
 
 def erase_bundle(source: Union[str, Path], output: Union[str, Path], name: Optional[str] = None,
                  version: Optional[str] = None, description: Optional[str] = None,
-                 data: Optional[Sequence[str]] = None, framing: str = "data") -> Path:
+                 data: Optional[Sequence[str]] = None, framing: Union[str, Sequence[str]] = "data") -> Path:
     """Write ``output``: ``source``'s bundle with a linear eraser of its secret (see the module's docstring).
 
     Args:
@@ -142,12 +154,16 @@ def erase_bundle(source: Union[str, Path], output: Union[str, Path], name: Optio
             With several, the classes' means meet within each set (its training split; the ridge is
             picked on all their validation splits).
         framing: ``"data"`` fits on each set's own crops; ``"runtime"`` on its faces re-cut as ``Filter`` cuts
-            camera faces for this bundle (its ``input.face_crop``): what a device feeds the eraser.
+            camera faces for this bundle (its ``input.face_crop``): what a device feeds the eraser. Both
+            (``["data", "runtime"]``) fit on every set under each framing, each its own group, so the class
+            means meet on the set's crops and on its re-cut faces alike; a set whose re-cut is its crops to
+            within :data:`SAME_FRAMING` (the set the filter was trained on) is fit once.
     """
     from privsdk.train.erasure import fit_linear_eraser
 
     if isinstance(data, str):
         data = [data]
+    framings = _framings(framing)
     bundle = load_bundle(source)
     if Path(output).resolve() == Path(source).resolve():
         raise InputError(f"--erase-secret writes a new bundle: give -o DIR other than the source {source}")
@@ -158,13 +174,24 @@ def erase_bundle(source: Union[str, Path], output: Union[str, Path], name: Optio
                          "one secret, expected exactly one")
     secret = str(bundle.manifest["secret"][0])
     train, val, labels, groups, fitted_on = [], [], [], [], []
-    for i, config in enumerate(_data_configs(bundle, data)):
-        outputs, secret_labels, where = training_outputs(source, config, secret, bundle.input_size[0], framing)
-        train.append(outputs["train"])
-        val.append(outputs["val"])
-        labels.append(secret_labels["train"])
-        groups.append(np.full(len(secret_labels["train"]), i))
-        fitted_on.append(where)
+    for config in _data_configs(bundle, data):
+        for mode in framings:
+            outputs, secret_labels, where = training_outputs(source, config, secret, bundle.input_size[0], mode)
+            crop = where["framing"].get("crop")
+            if crop is not None and "data" in framings and max(abs(c - f) for c, f in zip(crop, (0, 0, 1, 1))) \
+                    <= SAME_FRAMING:
+                # the re-cut is the set's own crops: one group stands for both framings
+                where["framing"]["same_as_data"] = True
+                _log.info("%s: the runtime re-cut is its own crops to within %g; fit once", config["name"],
+                          SAME_FRAMING)
+            train.append(outputs["train"])
+            val.append(outputs["val"])
+            labels.append(secret_labels["train"])
+            groups.append(np.full(len(secret_labels["train"]), len(fitted_on)))
+            fitted_on.append(where)
+            del outputs
+            if where["framing"].get("same_as_data"):
+                break
     faces = sum(len(x) for x in labels)
     _log.info("fitting the eraser of %s on %d faces (%s)", secret, faces, ", ".join(w["data"] for w in fitted_on))
     fit = fit_linear_eraser(np.concatenate(train), np.concatenate(labels), np.concatenate(val),
@@ -186,4 +213,4 @@ def erase_bundle(source: Union[str, Path], output: Union[str, Path], name: Optio
     return out
 
 
-__all__ = ["FRAMINGS", "erase_bundle", "filter_outputs", "training_outputs"]
+__all__ = ["FRAMINGS", "SAME_FRAMING", "erase_bundle", "filter_outputs", "training_outputs"]

@@ -297,8 +297,8 @@ def test_export_erase_secret_fits_on_faces_framed_as_the_runtime_frames_them(tmp
     bare = write_bundle(tmp_path / "bare", tiny_bundles.manifest("tiny-lite", "lite"), maps)
     with pytest.raises(InputError, match="does not record how its training faces were framed"):
         erase_bundle(bare, tmp_path / "x", data=data, framing="runtime")
-    with pytest.raises(InputError, match="expected one of data, runtime"):
-        erase_bundle(bare, tmp_path / "x", data=data, framing="camera")
+    with pytest.raises(InputError, match="expected one or more of data, runtime"):
+        erase_bundle(bare, tmp_path / "x", data=data, framing="camera")   # refused before any face is read
     # a filter trained on faces cut tighter than this set's: the runtime crop is an inner part of each image
     manifest = tiny_bundles.manifest("tiny-lite", "lite")
     filter_box = [0.0, 0.0, 1.8, 1.8]
@@ -318,9 +318,28 @@ def test_export_erase_secret_fits_on_faces_framed_as_the_runtime_frames_them(tmp
     after_crops, _, _ = training_outputs(on_crops, config, "smile", 16, "runtime")
     gap = lambda o: np.abs(o["train"][labels["train"] == 1].mean(0) - o["train"][labels["train"] == 0].mean(0)).max()  # noqa: E731,E501
     assert gap(before) > 0.05 and gap(after_rt) < 1e-4 < 1e-3 < gap(after_crops)
+    # fit on both framings, each its own group: the means meet on the set's crops and on its re-cut faces
+    both = erase_bundle(source, tmp_path / "both", data=data, framing=["data", "runtime"])
+    fitted = load_bundle(both).manifest["erase"]["fitted_on"]
+    assert [w["framing"]["mode"] for w in fitted] == ["runtime", "data"] and load_bundle(both).eraser.rank == 2
+    crops_before, _, _ = training_outputs(source, config, "smile", 16)
+    after_both_rt, _, _ = training_outputs(both, config, "smile", 16, "runtime")
+    after_both_crops, _, _ = training_outputs(both, config, "smile", 16)
+    assert gap(crops_before) > 0.05 and gap(after_both_rt) < 1e-4 and gap(after_both_crops) < 1e-4
+    # a filter trained on faces framed as this set's: its re-cut is the set's crops, fit once for both
+    manifest["input"]["face_crop"]["box"] = framing["data_box"]
+    same = write_bundle(tmp_path / "same", manifest, maps)
+    fitted = load_bundle(erase_bundle(same, tmp_path / "same-erased", data=data, framing=("runtime", "data"))
+                         ).manifest["erase"]["fitted_on"]
+    assert len(fitted) == 1 and fitted[0]["framing"]["same_as_data"] is True
+    with pytest.raises(InputError, match="expected one or more of data, runtime"):
+        erase_bundle(source, tmp_path / "x", data=data, framing=[])
     # the CLI
     assert main(["export", str(source), "--erase-framing", "runtime"]) == 1
     assert "give --erase-secret too" in capsys.readouterr().err
     assert main(["export", str(source), "--erase-secret", "--erase-data", data, "--erase-framing", "runtime",
                  "-o", str(tmp_path / "cli")]) == 0
     assert load_bundle(tmp_path / "cli").manifest["erase"]["fitted_on"][0]["framing"]["mode"] == "runtime"
+    assert main(["export", str(source), "--erase-secret", "--erase-data", data, "--erase-framing", "data", "runtime",
+                 "-o", str(tmp_path / "cli-both")]) == 0
+    assert len(load_bundle(tmp_path / "cli-both").manifest["erase"]["fitted_on"]) == 2

@@ -151,6 +151,51 @@ def test_cli_merge_joins_runs_on_the_same_data(csv_set, tmp_path, capsys):
         _merge_args(tmp_path / "a", tmp_path / "c", tmp_path)
 
 
+def test_cli_merge_over_seeds_keeps_each_attackers_worst_seed(csv_set, tmp_path, capsys):
+    """`eval merge --over-seeds`: the same filters at attacker seeds 0 and 1 give one report in which every
+    attacker (retrained, clean-trained, clean) is its highest reading of the two, both seeds listed beside it;
+    reports at one seed, of other filters, or with --rename are refused."""
+    from privsdk.errors import InputError
+
+    common = ["--data", f"csv={csv_set}", "--size", "24", "--attackers", "linear,logistic", "--identity", "off",
+              "--quick", "--restarts", "2", "--filter", "identity", "--filter", "pixelate:12"]
+    for seed in (0, 1):
+        assert main(["-q", "eval", *common, "--seed", str(seed), "--out", str(tmp_path / f"s{seed}")]) == 0
+    capsys.readouterr()
+    assert main(["-q", "eval", "merge", "--over-seeds", "--report", str(tmp_path / "s0"),
+                 "--report", str(tmp_path / "s1"), "--out", str(tmp_path / "seeds")]) == 0
+    assert "at seeds 0/1" in capsys.readouterr().out
+    merged, runs = read_report(tmp_path / "seeds"), [read_report(tmp_path / f"s{s}") for s in (0, 1)]
+    assert merged["over_seeds"] == [0, 1]
+    assert [r["filter"]["name"] for r in merged["results"]] == ["identity", "pixelate:12"]
+    differs = False
+    for i, result in enumerate(merged["results"]):
+        for section in ("attackers", "fixed_attackers"):
+            for arch, got in result["privacy"][section].items():
+                readings = [run["results"][i]["privacy"][section][arch]["balanced_accuracy"] for run in runs]
+                differs |= readings[0] != readings[1]
+                assert got["balanced_accuracy"] == max(readings)
+                assert [s["seed"] for s in got["over_seeds"]] == [0, 1]
+                assert [s["balanced_accuracy"] for s in got["over_seeds"]] == readings
+                assert runs[got["seed"]]["results"][i]["privacy"][section][arch]["balanced_accuracy"] == max(readings)
+        worst = result["privacy"]["worst_attacker"]
+        assert worst["balanced_accuracy"] == max(a["balanced_accuracy"] for a in result["privacy"]["attackers"].values())
+        assert len(result["privacy"]["attackers"]["linear"]["over_seeds"][0]["restarts"]) == 2
+    assert differs, "seeds 0 and 1 read every attacker the same: the test cannot tell a worst from a first"
+    cleans = [run["clean"]["worst_attacker"]["balanced_accuracy"] for run in runs]
+    assert merged["clean"]["worst_attacker"]["balanced_accuracy"] == max(cleans)
+
+    with pytest.raises(InputError, match="different --seed"):
+        _merge_args(tmp_path / "s0", tmp_path / "s0", tmp_path, "--over-seeds")
+    with pytest.raises(InputError, match="--rename"):
+        _merge_args(tmp_path / "s0", tmp_path / "s1", tmp_path, "--over-seeds", "--rename", "identity=x")
+    one = read_report(tmp_path / "s1")
+    one["results"] = one["results"][:1]
+    from privsdk.train.eval.merge import worst_over_seeds
+    with pytest.raises(InputError, match="same filters at every seed"):
+        worst_over_seeds([read_report(tmp_path / "s0"), one])
+
+
 def _merge_args(a, b, tmp_path, *extra):
     from privsdk.cli import build_parser
 

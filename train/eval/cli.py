@@ -35,6 +35,8 @@ examples:
   privsdk eval merge --report runs/eval/filters --report runs/eval/baselines --out runs/eval/all
   # a shipped filter beside new runs, from the report its bundle embeds
   privsdk eval merge --report sdk/privsdk/filters/emotion --report runs/eval/baselines --out runs/eval/all
+  # the same filters at attacker seeds 0 and 1: each attacker's worst seed counts
+  privsdk eval merge --over-seeds --report runs/eval/seed0 --report runs/eval/seed1 --out runs/eval/seeds
 
 A FILTER is a training checkpoint (.pt), a bundle (directory or .zip), or a baseline
 KIND[:STRENGTH] with KIND in identity, blur, pixelate, lower_mask, full_mask, noise.
@@ -70,6 +72,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--replace", action="store_true",
                         help="merge mode: a filter found in several reports keeps the later report's result "
                              "(a re-measurement) instead of being refused")
+    parser.add_argument("--over-seeds", action="store_true",
+                        help="merge mode: the --report files are the same filters at different attacker seeds "
+                             "(`privsdk eval --seed N`); keep each attacker's worst (highest) reading over the seeds, "
+                             "every seed's reading beside it")
     parser.add_argument("--filter", "-f", action="append", default=[], metavar="FILTER",
                         help="filter to evaluate (repeatable): checkpoint .pt, bundle dir/.zip, or KIND[:STRENGTH]")
     parser.add_argument("--baselines", nargs="?", const="all", default=None, metavar="KINDS",
@@ -186,14 +192,20 @@ def _run_merge(args: argparse.Namespace) -> int:
     from privsdk.errors import InputError
     from privsdk.log import get_logger
 
-    from .merge import merge_reports
+    from .merge import merge_reports, worst_over_seeds
     from .plot import plot_tradeoff
     from .report import read_report, summary_table, write_report
 
     if len(args.report) < 2:
         raise InputError("privsdk eval merge: expected at least two --report REPORT (report.json or its folder)")
-    merged = merge_reports([read_report(p) for p in args.report], sources=[str(p) for p in args.report],
-                           rename=dict(args.rename), replace=args.replace)
+    reports, sources = [read_report(p) for p in args.report], [str(p) for p in args.report]
+    if args.over_seeds:
+        if args.rename or args.replace:
+            raise InputError("privsdk eval merge --over-seeds: --rename and --replace do not apply (the reports "
+                             "hold the same filters under the same names); merge the seeds first, then rename")
+        merged = worst_over_seeds(reports, sources=sources)
+    else:
+        merged = merge_reports(reports, sources=sources, rename=dict(args.rename), replace=args.replace)
     path = write_report(merged, args.out)
     png = plot_tradeoff(merged, args.out / "tradeoff.png", utility=args.utility_axis)
     print(summary_table(merged))

@@ -91,3 +91,104 @@ def merge_reports(reports: Sequence[Dict[str, Any]], sources: Sequence[str] = ()
 
     merged["summary"] = headline(merged)
     return merged
+
+
+def _seed(report: Mapping[str, Any], source: str) -> int:
+    seed = report.get("protocol", {}).get("settings", {}).get("seed")
+    if not isinstance(seed, int):
+        raise InputError(f"merging over seeds: {source} names no attacker seed (protocol.settings.seed); "
+                         "expected a report written by `privsdk eval --seed N`")
+    return seed
+
+
+def _worst_of(by_seed: Sequence[tuple], kind: str) -> Dict[str, Dict[str, Any]]:
+    """Per attacker, the seed whose reading is highest (the attacker's worst case for the filter), and every
+    seed's reading beside it under ``over_seeds``."""
+    out: Dict[str, Dict[str, Any]] = {}
+    archs = [a for a in by_seed[0][1] if all(a in readings for _, readings in by_seed)]
+    for arch in archs:
+        seed, best = max(((s, readings[arch]) for s, readings in by_seed), key=lambda sr: sr[1]["balanced_accuracy"])
+        out[arch] = {**copy.deepcopy(best), "seed": seed,
+                     "over_seeds": [{"seed": s, "balanced_accuracy": readings[arch]["balanced_accuracy"],
+                                     "auc": readings[arch].get("auc"),
+                                     **({"restarts": [r["test_balanced_accuracy"] for r in readings[arch]["restarts"]]}
+                                        if "restarts" in readings[arch] else {})}
+                                    for s, readings in by_seed]}
+    if not out:
+        raise InputError(f"merging over seeds: no {kind} attacker is in every report")
+    return out
+
+
+def worst_over_seeds(reports: Sequence[Dict[str, Any]], sources: Sequence[str] = ()) -> Dict[str, Any]:
+    """One report holding, for each filter, every attacker's worst reading over runs at different attacker seeds.
+
+    The reports must be of the same data and split, with the same filters, each at its own attacker seed
+    (``privsdk eval --seed N``). Each attacker (retrained and clean-trained, and the clean reference) is
+    taken from the seed where it read the secret best, and ``over_seeds`` lists every seed's reading, so a
+    figure within the attackers' spread of a target is judged by its worst seed (``docs/design-changes.md``
+    #18). Utility (SSIM, identity, pose) is the first report's: it does not depend on the attackers' seed
+    except through the pose regressor's own training.
+
+    Example::
+
+        merged = worst_over_seeds([read_report("runs/eval/seed0"), read_report("runs/eval/seed1")])
+        merged["results"][0]["privacy"]["worst_attacker"]     # the highest kept reading of any seed
+    """
+    if len(reports) < 2:
+        raise InputError(f"merging over seeds: got {len(reports)} report(s); expected at least two, "
+                         "each from `privsdk eval --seed N` with its own N")
+    sources = list(sources) or [f"report {i}" for i in range(len(reports))]
+    for rep, src in zip(reports, sources):
+        if "results" not in rep or "data" not in rep:
+            raise InputError(f"merging over seeds: {src} is not a `privsdk eval` filters report (no results/data)")
+    first = reports[0]
+    for rep, src in zip(reports[1:], sources[1:]):
+        for key in DATA_KEYS:
+            if rep["data"].get(key) != first["data"].get(key):
+                raise InputError(f"merging over seeds: {src} was measured on different data ({key!r} differs from "
+                                 f"{sources[0]}); expected the same --data, --split-seed, --limit, --size and --framing")
+    seeds = [_seed(rep, src) for rep, src in zip(reports, sources)]
+    if len(set(seeds)) != len(seeds):
+        raise InputError(f"merging over seeds: the reports' attacker seeds are {seeds}; expected a different "
+                         "--seed for each report")
+    names = [[r["filter"]["name"] for r in rep["results"]] for rep in reports]
+    for ns, src in zip(names[1:], sources[1:]):
+        if sorted(ns) != sorted(names[0]):
+            raise InputError(f"merging over seeds: {src} holds filters {sorted(ns)}, {sources[0]} holds "
+                             f"{sorted(names[0])}; expected the same filters at every seed")
+
+    results: List[Dict[str, Any]] = []
+    for name in names[0]:
+        per_seed = [next(r for r in rep["results"] if r["filter"]["name"] == name) for rep in reports]
+        merged_result = copy.deepcopy(per_seed[0])
+        attackers = _worst_of([(s, r["privacy"]["attackers"]) for s, r in zip(seeds, per_seed)], "retrained")
+        worst = max(attackers, key=lambda a: attackers[a]["balanced_accuracy"])
+        leak_arch = max(attackers, key=lambda a: attackers[a].get("leakage_bits", 0.0))
+        privacy = merged_result["privacy"]
+        privacy.update(attackers=attackers,
+                       worst_attacker={"arch": worst, "seed": attackers[worst]["seed"],
+                                       **{k: attackers[worst][k] for k in ("balanced_accuracy", "auc")}},
+                       leakage_bits=attackers[leak_arch].get("leakage_bits"), leakage_attacker=leak_arch,
+                       infoscrub_mean_entropy_bits=attackers[worst].get("mean_entropy_bits"),
+                       min_mean_entropy_bits=min(a.get("mean_entropy_bits", float("inf")) for a in attackers.values()))
+        if all("fixed_attackers" in r["privacy"] for r in per_seed):
+            privacy["fixed_attackers"] = _worst_of([(s, r["privacy"]["fixed_attackers"])
+                                                    for s, r in zip(seeds, per_seed)], "clean-trained")
+        merged_result["utility_seed"] = seeds[0]
+        results.append(merged_result)
+
+    clean_attackers = _worst_of([(s, rep["clean"]["attackers"]) for s, rep in zip(seeds, reports)], "clean")
+    best = max(clean_attackers, key=lambda a: clean_attackers[a]["balanced_accuracy"])
+    clean = {**copy.deepcopy(first["clean"]), "attackers": clean_attackers,
+             "worst_attacker": {"arch": best, "seed": clean_attackers[best]["seed"],
+                                **{k: clean_attackers[best].get(k) for k in ("balanced_accuracy", "auc",
+                                                                             "leakage_bits")}}}
+    merged = {k: v for k, v in first.items() if k not in ("results", "clean", "summary", "seconds")}
+    merged.update(results=results, clean=clean, over_seeds=seeds,
+                  merged_from=[{"source": src, "created": rep.get("created"), "seed": seed,
+                                "settings": rep.get("protocol", {}).get("settings")}
+                               for rep, src, seed in zip(reports, sources, seeds)])
+    from .report import headline
+
+    merged["summary"] = headline(merged)
+    return merged

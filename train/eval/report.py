@@ -214,6 +214,10 @@ def summary_table(report: Dict[str, Any]) -> str:
         runs = [run["test_balanced_accuracy"] for run in p["attackers"].get(worst, {}).get("restarts", [])]
         if runs:   # the spread the worst attacker's kept run was drawn from (the lowest validation loss is kept)
             extra.append(f"{worst} runs {min(runs):.3f}-{max(runs):.3f}")
+        seeds = p["attackers"].get(worst, {}).get("over_seeds")
+        if seeds:  # its kept reading at every attacker seed (`eval merge --over-seeds`)
+            extra.append(f"{worst} at seeds {'/'.join(str(s['seed']) for s in seeds)}: "
+                         + "/".join(f"{s['balanced_accuracy']:.3f}" for s in seeds))
         if "pose" in u:
             extra.append(f"pose×{u['pose']['fixed_mae_ratio']:.2f}")
         if "identity" in u:

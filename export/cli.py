@@ -33,7 +33,7 @@ Seven uses:
       so that it cannot give the secret away. Evaluate DIR and embed its report.
 
   privsdk export BUNDLE --erase-secret -o DIR [--erase-data NAME=ROOT ...] [--erase-framing {data,runtime} ...]
-                 [--name N] [--version V]
+                 [--erase-refit] [--name N] [--version V]
       Write a new bundle DIR: the same filter, with what is left of its secret that a
       linear model could read projected out of every face (LEACE, fit in closed form on
       the filter's outputs for the training split of the data its manifest names, the
@@ -42,6 +42,8 @@ Seven uses:
       is what a device feeds it when a set's own crops are framed looser (GENKI-4K);
       --erase-framing data runtime fits on both, so that the secret's means meet on the
       set's own crops and on its re-cut faces (a set whose re-cut is its own crops is fit once).
+      --erase-refit: BUNDLE already erases; drop its eraser (its other files must be the ones
+      it was fit behind) and fit a new one, keeping BUNDLE's name and version unless given.
       Evaluate DIR and embed its report.
 
   privsdk export BUNDLE --grey-lower SHARE -o DIR [--name N] [--version V]
@@ -96,6 +98,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="--erase-secret: fit on each set's own crops (data, the default), on its faces re-cut "
                              "as Filter cuts camera faces for this bundle (runtime: what a device feeds the eraser), "
                              "or on both (data runtime: each framing of each set its own group)")
+    parser.add_argument("--erase-refit", action="store_true",
+                        help="--erase-secret on a bundle that already erases: drop its eraser and fit a new one "
+                             "(e.g. on other data or framings)")
     parser.add_argument("--grey-lower", type=float, metavar="SHARE",
                         help="for a bundle: write a new bundle (-o DIR) whose post-kernel writes flat grey over the "
                              "bottom SHARE of every face's crop (e.g. 0.55)")
@@ -182,8 +187,8 @@ def main(args: argparse.Namespace) -> int:
     if args.residual_scale is not None and (args.level_head or args.erase_secret or args.grey_lower is not None):
         raise InputError("--residual-scale writes a new bundle of its own: scale first, then erase or grey the "
                          "result (an eraser is fit on the network's outputs, which scaling changes)")
-    if (args.erase_data or args.erase_framing) and not args.erase_secret:
-        raise InputError("--erase-data and --erase-framing say which faces --erase-secret fits on; give "
+    if (args.erase_data or args.erase_framing or args.erase_refit) and not args.erase_secret:
+        raise InputError("--erase-data, --erase-framing and --erase-refit say how --erase-secret fits; give "
                          "--erase-secret too")
     if args.level_head:
         from .level_head import level_bundle
@@ -195,7 +200,7 @@ def main(args: argparse.Namespace) -> int:
 
         return _write_derived("--erase-secret", "a linear eraser of its secret", source, args, lambda: erase_bundle(
             source, args.output, name=args.name, version=args.bundle_version, description=args.description or None,
-            data=args.erase_data, framing=args.erase_framing or ["data"]))
+            data=args.erase_data, framing=args.erase_framing or ["data"], refit=args.erase_refit))
     if args.grey_lower is not None:
         from .grey_lower import grey_lower_bundle
 

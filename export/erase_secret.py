@@ -140,13 +140,41 @@ def training_outputs(source: Union[str, Path], data_config: Mapping[str, Any], s
     return outputs, labels, where
 
 
+def without_eraser(source: Union[str, Path], directory: Union[str, Path]) -> Path:
+    """Write ``directory``: the bundle an erasing bundle ``source`` was made from, its eraser dropped.
+
+    Its files are ``source``'s without ``erase.npz``, and they must be, byte for byte, the files the eraser was
+    fit behind (``export.erase_secret.from``): a bundle changed by another step after its eraser (whose eraser
+    would then be fit on other outputs than the runtime feeds it) is refused. The name and version are the
+    ones recorded there; the manifest carries no evaluation.
+    """
+    bundle = load_bundle(source)
+    origin = (bundle.manifest.get("export") or {}).get("erase_secret", {}).get("from")
+    if not bundle.manifest.get("erase") or not isinstance(origin, dict) or not isinstance(origin.get("files"), dict):
+        raise InputError(f"filter bundle {source} has no eraser made by `privsdk export --erase-secret` "
+                         "(expected an erase section and export.erase_secret.from); there is nothing to refit")
+    manifest = {k: v for k, v in bundle.manifest.items() if k not in ("files", "erase", "evaluation")}
+    manifest["export"] = {k: v for k, v in bundle.manifest["export"].items() if k != "erase_secret"}
+    manifest.update(name=origin["name"], version=origin["version"], evaluation=None)
+    extra = {k: v for k, v in bundle.files.items() if k not in (ONNX, ERASE)}
+    out = write_bundle(directory, manifest, bundle.maps, onnx_bytes=bundle.onnx_bytes, extra_files=extra)
+    written = load_bundle(out).manifest["files"]
+    if written != origin["files"]:
+        changed = sorted(set(written.items()) ^ set(origin["files"].items()))
+        raise InputError(f"filter bundle {source}: its files without {ERASE} are not the ones its eraser was fit "
+                         f"behind (export.erase_secret.from; differing: {sorted({n for n, _ in changed})}); a step "
+                         "after the eraser changed them, so it cannot be refit here: erase the bundle before that step")
+    return out
+
+
 def erase_bundle(source: Union[str, Path], output: Union[str, Path], name: Optional[str] = None,
                  version: Optional[str] = None, description: Optional[str] = None,
-                 data: Optional[Sequence[str]] = None, framing: Union[str, Sequence[str]] = "data") -> Path:
+                 data: Optional[Sequence[str]] = None, framing: Union[str, Sequence[str]] = "data",
+                 refit: bool = False) -> Path:
     """Write ``output``: ``source``'s bundle with a linear eraser of its secret (see the module's docstring).
 
     Args:
-        source: a bundle directory or .zip (without an eraser).
+        source: a bundle directory or .zip (without an eraser, unless ``refit``).
         output: the new bundle's directory (must not be the source).
         name, version, description: for the new manifest (default: the source's name + ``-erased``, its
             version, its description with a sentence on the eraser).
@@ -158,17 +186,36 @@ def erase_bundle(source: Union[str, Path], output: Union[str, Path], name: Optio
             (``["data", "runtime"]``) fit on every set under each framing, each its own group, so the class
             means meet on the set's crops and on its re-cut faces alike; a set whose re-cut is its crops to
             within :data:`SAME_FRAMING` (the set the filter was trained on) is fit once.
+        refit: ``source`` has an eraser: drop it (:func:`without_eraser`) and fit a new one on the outputs it
+            was fit on; the new bundle keeps ``source``'s name and version unless given.
     """
-    from privsdk.train.erasure import fit_linear_eraser
-
     if isinstance(data, str):
         data = [data]
     framings = _framings(framing)
-    bundle = load_bundle(source)
     if Path(output).resolve() == Path(source).resolve():
         raise InputError(f"--erase-secret writes a new bundle: give -o DIR other than the source {source}")
+    if refit:
+        import tempfile
+
+        erased = load_bundle(source)
+        with tempfile.TemporaryDirectory(prefix="privsdk-refit-") as tmp:
+            parent = without_eraser(source, Path(tmp) / "without-eraser")
+            return erase_bundle(parent, output, name=name or erased.name,
+                                version=version or str(erased.manifest.get("version")),
+                                description=description or erased.manifest.get("description"),
+                                data=data, framing=framings)
+    bundle = load_bundle(source)
     if bundle.manifest.get("erase"):
-        raise InputError(f"filter bundle {source} already erases its secret (its manifest has an erase section)")
+        raise InputError(f"filter bundle {source} already erases its secret (its manifest has an erase section); "
+                         "--erase-refit replaces its eraser with one fit afresh")
+    return _erase(bundle, source, output, name, version, description, data, framings)
+
+
+def _erase(bundle: Any, source: Union[str, Path], output: Union[str, Path], name: Optional[str],
+           version: Optional[str], description: Optional[str], data: Optional[Sequence[str]],
+           framings: Tuple[str, ...]) -> Path:
+    from privsdk.train.erasure import fit_linear_eraser
+
     if len(bundle.manifest["secret"]) != 1:
         raise InputError(f"filter bundle {source} names secrets {bundle.manifest['secret']}; the eraser is fit for "
                          "one secret, expected exactly one")
@@ -213,4 +260,4 @@ def erase_bundle(source: Union[str, Path], output: Union[str, Path], name: Optio
     return out
 
 
-__all__ = ["FRAMINGS", "SAME_FRAMING", "erase_bundle", "filter_outputs", "training_outputs"]
+__all__ = ["FRAMINGS", "SAME_FRAMING", "erase_bundle", "filter_outputs", "training_outputs", "without_eraser"]

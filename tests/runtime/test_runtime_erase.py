@@ -9,6 +9,7 @@ in Filter between the network and the post-kernel, refuse a tampered eraser, and
 from __future__ import annotations
 
 import importlib.util
+import io
 import json
 from pathlib import Path
 
@@ -262,6 +263,24 @@ def test_export_erase_secret_fits_on_the_training_faces_and_keeps_the_filter(tmp
     assert gap(before) > 0.05 and gap(after) < 1e-4
     with pytest.raises(InputError, match="already erases"):
         erase_bundle(out, tmp_path / "again", data=data)
+    # --erase-refit: the eraser dropped (its parent's files checked against export.erase_secret.from) and fit
+    # again; on the same faces the closed form gives the same eraser, and the bundle keeps its name
+    refit = load_bundle(erase_bundle(out, tmp_path / "refit", data=data, refit=True))
+    assert refit.name == b.name and refit.manifest["version"] == b.manifest["version"]
+    assert refit.manifest["export"]["erase_secret"]["from"] == b.manifest["export"]["erase_secret"]["from"]
+    assert refit.manifest["files"]["norm.npz"] == a.manifest["files"]["norm.npz"]
+    new, old = (np.load(io.BytesIO(x.files[ERASE])) for x in (refit, b))
+    assert sorted(new.files) == sorted(old.files)
+    assert all(np.allclose(new[k], old[k], atol=1e-5) for k in old.files)
+    with pytest.raises(InputError, match="no eraser"):
+        erase_bundle(source, tmp_path / "refit2", data=data, refit=True)
+    # a step after the eraser changed the files it was fit behind: refitting would fit on other outputs
+    changed = {k: v for k, v in b.manifest.items() if k != "files"}
+    maps_changed = {k: v.copy() for k, v in b.maps.items()}
+    maps_changed["sigma"][:] = 0.5
+    later = write_bundle(tmp_path / "later", changed, maps_changed, extra_files={ERASE: b.files[ERASE]})
+    with pytest.raises(InputError, match="not the ones its eraser was fit behind"):
+        erase_bundle(later, tmp_path / "refit3", data=data, refit=True)
     with pytest.raises(InputError, match="other than the source"):
         erase_bundle(source, source, data=data)
     with pytest.raises(InputError, match="expected NAME=ROOT"):
@@ -274,6 +293,12 @@ def test_export_erase_secret_fits_on_the_training_faces_and_keeps_the_filter(tmp
     assert "training data (None at None) is not here" in capsys.readouterr().err
     assert main(["export", str(source), "--erase-data", data]) == 1
     assert "give --erase-secret too" in capsys.readouterr().err
+    assert main(["export", str(out), "--erase-refit", "-o", str(tmp_path / "cli")]) == 1
+    assert "give --erase-secret too" in capsys.readouterr().err
+    assert main(["export", str(out), "--erase-secret", "--erase-refit", "--erase-data", data,
+                 "-o", str(tmp_path / "cli-refit")]) == 0
+    assert load_bundle(tmp_path / "cli-refit").name == "tiny-lite-erased"
+    capsys.readouterr()
     assert main(["export", str(source), "--erase-secret", "--level-head", "-o", str(tmp_path / "cli")]) == 1
     assert "level first, then erase" in capsys.readouterr().err
     assert main(["export", str(source), "--erase-secret", "--erase-data", data, "-o", str(tmp_path / "cli"),

@@ -164,7 +164,7 @@ def test_cli_merge_over_seeds_keeps_each_attackers_worst_seed(csv_set, tmp_path,
     capsys.readouterr()
     assert main(["-q", "eval", "merge", "--over-seeds", "--report", str(tmp_path / "s0"),
                  "--report", str(tmp_path / "s1"), "--out", str(tmp_path / "seeds")]) == 0
-    assert "at seeds 0/1" in capsys.readouterr().out
+    assert "(kept at seeds 0/1: " in capsys.readouterr().out
     merged, runs = read_report(tmp_path / "seeds"), [read_report(tmp_path / f"s{s}") for s in (0, 1)]
     assert merged["over_seeds"] == [0, 1]
     assert [r["filter"]["name"] for r in merged["results"]] == ["identity", "pixelate:12"]

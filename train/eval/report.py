@@ -216,8 +216,8 @@ def summary_table(report: Dict[str, Any]) -> str:
             extra.append(f"{worst} runs {min(runs):.3f}-{max(runs):.3f}")
         seeds = p["attackers"].get(worst, {}).get("over_seeds")
         if seeds:  # its kept reading at every attacker seed (`eval merge --over-seeds`)
-            extra.append(f"{worst} at seeds {'/'.join(str(s['seed']) for s in seeds)}: "
-                         + "/".join(f"{s['balanced_accuracy']:.3f}" for s in seeds))
+            extra.append(f"(kept at seeds {'/'.join(str(s['seed']) for s in seeds)}: "
+                         + "/".join(f"{s['balanced_accuracy']:.3f}" for s in seeds) + ")")
         if "pose" in u:
             extra.append(f"pose×{u['pose']['fixed_mae_ratio']:.2f}")
         if "identity" in u:

@@ -154,7 +154,8 @@ def test_cli_merge_joins_runs_on_the_same_data(csv_set, tmp_path, capsys):
 def test_cli_merge_over_seeds_keeps_each_attackers_worst_seed(csv_set, tmp_path, capsys):
     """`eval merge --over-seeds`: the same filters at attacker seeds 0 and 1 give one report in which every
     attacker (retrained, clean-trained, clean) is its highest reading of the two, both seeds listed beside it;
-    reports at one seed, of other filters, or with --rename are refused."""
+    reports at one seed, of other filters, or with --rename are refused. `eval --seeds` runs the seeds itself."""
+    from privsdk.cli import build_parser
     from privsdk.errors import InputError
 
     common = ["--data", f"csv={csv_set}", "--size", "24", "--attackers", "linear,logistic", "--identity", "off",
@@ -184,6 +185,18 @@ def test_cli_merge_over_seeds_keeps_each_attackers_worst_seed(csv_set, tmp_path,
     assert differs, "seeds 0 and 1 read every attacker the same: the test cannot tell a worst from a first"
     cleans = [run["clean"]["worst_attacker"]["balanced_accuracy"] for run in runs]
     assert merged["clean"]["worst_attacker"]["balanced_accuracy"] == max(cleans)
+
+    # `eval --seeds 0 1` runs both seeds itself (OUT/seed-N) and writes the same merged report to OUT
+    assert main(["-q", "eval", *common, "--seeds", "0", "1", "--out", str(tmp_path / "both")]) == 0
+    together = read_report(tmp_path / "both")
+    assert (tmp_path / "both" / "seed-1" / "report.json").exists() and together["over_seeds"] == [0, 1]
+    for got, want in zip(together["results"], merged["results"]):
+        for section in ("attackers", "fixed_attackers"):
+            assert {a: v["over_seeds"] for a, v in got["privacy"][section].items()} == \
+                {a: v["over_seeds"] for a, v in want["privacy"][section].items()}
+    args = build_parser().parse_args(["eval", *common, "--seeds", "3", "--out", str(tmp_path / "one")])
+    with pytest.raises(InputError, match="two or more different"):
+        args._main(args)
 
     with pytest.raises(InputError, match="different --seed"):
         _merge_args(tmp_path / "s0", tmp_path / "s0", tmp_path, "--over-seeds")

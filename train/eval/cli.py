@@ -35,7 +35,9 @@ examples:
   privsdk eval merge --report runs/eval/filters --report runs/eval/baselines --out runs/eval/all
   # a shipped filter beside new runs, from the report its bundle embeds
   privsdk eval merge --report sdk/privsdk/filters/emotion --report runs/eval/baselines --out runs/eval/all
-  # the same filters at attacker seeds 0 and 1: each attacker's worst seed counts
+  # a figure near a target, at attacker seeds 0 and 1: each attacker's worst seed counts
+  privsdk eval --filter path/to/emotion_bundle --data smilesmiled=../shared/data/SMILEsmileD --seeds 0 1
+  # the same from runs made separately (`--seed N` each)
   privsdk eval merge --over-seeds --report runs/eval/seed0 --report runs/eval/seed1 --out runs/eval/seeds
 
 A FILTER is a training checkpoint (.pt), a bundle (directory or .zip), or a baseline
@@ -107,6 +109,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--size", type=int, default=64, help="image size the data is loaded at (default: 64)")
     parser.add_argument("--split-seed", type=int, default=0, help="seed of the train/val/test split (default: 0)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the attackers' training (default: 0)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=None, metavar="SEED",
+                        help="run the whole evaluation once per attacker seed (OUT/seed-N each) and write OUT's report "
+                             "with every attacker at its worst seed, as `eval merge --over-seeds` does; for figures "
+                             "within the attackers' spread of a target (e.g. --seeds 0 1)")
     parser.add_argument("--restarts", type=int, default=None, metavar="N",
                         help="train every SGD attacker (cnn, linear) N times from different seeds and keep the run "
                              "with the lowest validation loss (default: 3; quick: 1). One run's reading depends on "
@@ -213,6 +219,35 @@ def _run_merge(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_seeds(args: argparse.Namespace) -> int:
+    """The evaluation once per attacker seed, then one report of each attacker's worst seed."""
+    from privsdk.errors import InputError
+    from privsdk.log import get_logger
+
+    from .merge import worst_over_seeds
+    from .plot import plot_tradeoff
+    from .report import read_report, summary_table, write_report
+
+    seeds = list(args.seeds)
+    if len(seeds) < 2 or len(set(seeds)) != len(seeds):
+        raise InputError(f"privsdk eval --seeds {' '.join(map(str, seeds))}: expected two or more different "
+                         "attacker seeds (one seed is --seed N)")
+    runs = []
+    for seed in seeds:
+        run = argparse.Namespace(**{**vars(args), "seeds": None, "seed": seed, "out": args.out / f"seed-{seed}"})
+        get_logger("eval").info("attacker seed %d (%d of %d) -> %s", seed, len(runs) + 1, len(seeds), run.out)
+        rc = main(run)
+        if rc:
+            return rc
+        runs.append(run.out)
+    merged = worst_over_seeds([read_report(p) for p in runs], sources=[str(p) for p in runs])
+    path = write_report(merged, args.out)
+    png = plot_tradeoff(merged, args.out / "tradeoff.png", utility=args.utility_axis)
+    print(summary_table(merged))
+    get_logger("eval").info("wrote %s and %s (each attacker at its worst of seeds %s)", path, png, seeds)
+    return 0
+
+
 def main(args: argparse.Namespace) -> int:
     from privsdk.errors import InputError
     from privsdk.log import get_logger
@@ -221,6 +256,8 @@ def main(args: argparse.Namespace) -> int:
         return _run_synthetic(args)
     if args.mode == "merge":
         return _run_merge(args)
+    if args.seeds is not None:
+        return _run_seeds(args)
 
     from .filters import BASELINE_STRENGTHS, baseline_sweep, frame_mean, levelled, make_filter
     from .plot import plot_examples, plot_tradeoff

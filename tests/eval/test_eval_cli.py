@@ -197,6 +197,9 @@ def test_cli_merge_over_seeds_keeps_each_attackers_worst_seed(csv_set, tmp_path,
     args = build_parser().parse_args(["eval", *common, "--seeds", "3", "--out", str(tmp_path / "one")])
     with pytest.raises(InputError, match="two or more different"):
         args._main(args)
+    args = build_parser().parse_args(["eval", *common, "--seeds", "0", "1", "--seed", "2", "--out", str(tmp_path / "x")])
+    with pytest.raises(InputError, match="expected one of them"):
+        args._main(args)
 
     with pytest.raises(InputError, match="different --seed"):
         _merge_args(tmp_path / "s0", tmp_path / "s0", tmp_path, "--over-seeds")

@@ -232,6 +232,9 @@ def _run_seeds(args: argparse.Namespace) -> int:
     if len(seeds) < 2 or len(set(seeds)) != len(seeds):
         raise InputError(f"privsdk eval --seeds {' '.join(map(str, seeds))}: expected two or more different "
                          "attacker seeds (one seed is --seed N)")
+    if args.seed != 0:
+        raise InputError(f"privsdk eval: --seed {args.seed} and --seeds {' '.join(map(str, seeds))}; expected one of "
+                         "them (--seeds names every seed to run)")
     runs = []
     for seed in seeds:
         run = argparse.Namespace(**{**vars(args), "seeds": None, "seed": seed, "out": args.out / f"seed-{seed}"})

@@ -196,11 +196,9 @@ def _run_synthetic(args: argparse.Namespace) -> int:
 
 def _run_merge(args: argparse.Namespace) -> int:
     from privsdk.errors import InputError
-    from privsdk.log import get_logger
 
     from .merge import merge_reports, worst_over_seeds
-    from .plot import plot_tradeoff
-    from .report import read_report, summary_table, write_report
+    from .report import read_report
 
     if len(args.report) < 2:
         raise InputError("privsdk eval merge: expected at least two --report REPORT (report.json or its folder)")
@@ -212,6 +210,16 @@ def _run_merge(args: argparse.Namespace) -> int:
         merged = worst_over_seeds(reports, sources=sources)
     else:
         merged = merge_reports(reports, sources=sources, rename=dict(args.rename), replace=args.replace)
+    return _write_joined(merged, args)
+
+
+def _write_joined(merged: dict, args: argparse.Namespace) -> int:
+    """Write a joined report and its trade-off plot to OUT, and print its table."""
+    from privsdk.log import get_logger
+
+    from .plot import plot_tradeoff
+    from .report import summary_table, write_report
+
     path = write_report(merged, args.out)
     png = plot_tradeoff(merged, args.out / "tradeoff.png", utility=args.utility_axis)
     print(summary_table(merged))
@@ -225,8 +233,7 @@ def _run_seeds(args: argparse.Namespace) -> int:
     from privsdk.log import get_logger
 
     from .merge import worst_over_seeds
-    from .plot import plot_tradeoff
-    from .report import read_report, summary_table, write_report
+    from .report import read_report
 
     seeds = list(args.seeds)
     if len(seeds) < 2 or len(set(seeds)) != len(seeds):
@@ -243,12 +250,7 @@ def _run_seeds(args: argparse.Namespace) -> int:
         if rc:
             return rc
         runs.append(run.out)
-    merged = worst_over_seeds([read_report(p) for p in runs], sources=[str(p) for p in runs])
-    path = write_report(merged, args.out)
-    png = plot_tradeoff(merged, args.out / "tradeoff.png", utility=args.utility_axis)
-    print(summary_table(merged))
-    get_logger("eval").info("wrote %s and %s (each attacker at its worst of seeds %s)", path, png, seeds)
-    return 0
+    return _write_joined(worst_over_seeds([read_report(p) for p in runs], sources=[str(p) for p in runs]), args)
 
 
 def main(args: argparse.Namespace) -> int:

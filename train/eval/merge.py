@@ -38,13 +38,7 @@ def merge_reports(reports: Sequence[Dict[str, Any]], sources: Sequence[str] = ()
         raise InputError(f"merging reports: got {len(reports)}; expected at least two report.json files")
     sources = list(sources) or [f"report {i}" for i in range(len(reports))]
     first = reports[0]
-    for rep, src in zip(reports[1:], sources[1:]):
-        if "results" not in rep or "data" not in rep:
-            raise InputError(f"merging reports: {src} is not a `privsdk eval` filters report (no results/data)")
-        for key in DATA_KEYS:
-            if rep["data"].get(key) != first["data"].get(key):
-                raise InputError(f"merging reports: {src} was measured on different data ({key!r} differs from "
-                                 f"{sources[0]}); expected the same --data, --split-seed, --limit, --size and --framing")
+    _check_same_data(reports, sources, "merging reports")
     seen: Dict[str, str] = {}
     results: List[Dict[str, Any]] = []
     replaced: Dict[str, List[str]] = {}
@@ -93,6 +87,19 @@ def merge_reports(reports: Sequence[Dict[str, Any]], sources: Sequence[str] = ()
     return merged
 
 
+def _check_same_data(reports: Sequence[Dict[str, Any]], sources: Sequence[str], what: str) -> None:
+    """Refuse a report that is not a filters report, or was measured on other data than the first."""
+    for rep, src in zip(reports, sources):
+        if "results" not in rep or "data" not in rep:
+            raise InputError(f"{what}: {src} is not a `privsdk eval` filters report (no results/data)")
+    first = reports[0]
+    for rep, src in zip(reports[1:], sources[1:]):
+        for key in DATA_KEYS:
+            if rep["data"].get(key) != first["data"].get(key):
+                raise InputError(f"{what}: {src} was measured on different data ({key!r} differs from "
+                                 f"{sources[0]}); expected the same --data, --split-seed, --limit, --size and --framing")
+
+
 def _seed(report: Mapping[str, Any], source: str) -> int:
     seed = report.get("protocol", {}).get("settings", {}).get("seed")
     if not isinstance(seed, int):
@@ -137,16 +144,11 @@ def worst_over_seeds(reports: Sequence[Dict[str, Any]], sources: Sequence[str] =
     if len(reports) < 2:
         raise InputError(f"merging over seeds: got {len(reports)} report(s); expected at least two, "
                          "each from `privsdk eval --seed N` with its own N")
+    from .report import headline, retrained_privacy
+
     sources = list(sources) or [f"report {i}" for i in range(len(reports))]
-    for rep, src in zip(reports, sources):
-        if "results" not in rep or "data" not in rep:
-            raise InputError(f"merging over seeds: {src} is not a `privsdk eval` filters report (no results/data)")
     first = reports[0]
-    for rep, src in zip(reports[1:], sources[1:]):
-        for key in DATA_KEYS:
-            if rep["data"].get(key) != first["data"].get(key):
-                raise InputError(f"merging over seeds: {src} was measured on different data ({key!r} differs from "
-                                 f"{sources[0]}); expected the same --data, --split-seed, --limit, --size and --framing")
+    _check_same_data(reports, sources, "merging over seeds")
     seeds = [_seed(rep, src) for rep, src in zip(reports, sources)]
     if len(set(seeds)) != len(seeds):
         raise InputError(f"merging over seeds: the reports' attacker seeds are {seeds}; expected a different "
@@ -162,15 +164,9 @@ def worst_over_seeds(reports: Sequence[Dict[str, Any]], sources: Sequence[str] =
         per_seed = [next(r for r in rep["results"] if r["filter"]["name"] == name) for rep in reports]
         merged_result = copy.deepcopy(per_seed[0])
         attackers = _worst_of([(s, r["privacy"]["attackers"]) for s, r in zip(seeds, per_seed)], "retrained")
-        worst = max(attackers, key=lambda a: attackers[a]["balanced_accuracy"])
-        leak_arch = max(attackers, key=lambda a: attackers[a].get("leakage_bits", 0.0))
         privacy = merged_result["privacy"]
-        privacy.update(attackers=attackers,
-                       worst_attacker={"arch": worst, "seed": attackers[worst]["seed"],
-                                       **{k: attackers[worst][k] for k in ("balanced_accuracy", "auc")}},
-                       leakage_bits=attackers[leak_arch].get("leakage_bits"), leakage_attacker=leak_arch,
-                       infoscrub_mean_entropy_bits=attackers[worst].get("mean_entropy_bits"),
-                       min_mean_entropy_bits=min(a.get("mean_entropy_bits", float("inf")) for a in attackers.values()))
+        privacy.update(retrained_privacy(attackers))
+        privacy["worst_attacker"]["seed"] = attackers[privacy["worst_attacker"]["arch"]]["seed"]
         if all("fixed_attackers" in r["privacy"] for r in per_seed):
             privacy["fixed_attackers"] = _worst_of([(s, r["privacy"]["fixed_attackers"])
                                                     for s, r in zip(seeds, per_seed)], "clean-trained")
@@ -188,7 +184,5 @@ def worst_over_seeds(reports: Sequence[Dict[str, Any]], sources: Sequence[str] =
                   merged_from=[{"source": src, "created": rep.get("created"), "seed": seed,
                                 "settings": rep.get("protocol", {}).get("settings")}
                                for rep, src, seed in zip(reports, sources, seeds)])
-    from .report import headline
-
     merged["summary"] = headline(merged)
     return merged

@@ -362,15 +362,7 @@ class Evaluator:
         for i, arch in enumerate(self.s.attackers):
             _, attackers[arch] = self._train_attacker(arch, flt, val_f, f"{flt.name}: {arch} attacker", 10 + i,
                                                       test_f)
-        worst = max(attackers, key=lambda a: attackers[a]["balanced_accuracy"])
-        leak_arch = max(attackers, key=lambda a: attackers[a]["leakage_bits"])
-        privacy = {
-            "attackers": attackers,
-            "worst_attacker": {"arch": worst, **{k: attackers[worst][k] for k in ("balanced_accuracy", "auc")}},
-            "leakage_bits": attackers[leak_arch]["leakage_bits"], "leakage_attacker": leak_arch,
-            "infoscrub_mean_entropy_bits": attackers[worst]["mean_entropy_bits"],
-            "min_mean_entropy_bits": min(a["mean_entropy_bits"] for a in attackers.values()),
-        }
+        privacy = report_mod.retrained_privacy(attackers)
         if self.s.fixed_attackers:
             privacy["fixed_attackers"] = {arch: _attack(clean["models"][arch], test_f, self.y["test"])
                                           for arch in self.s.attackers}

@@ -198,6 +198,19 @@ def unsaturated_models(report: Dict[str, Any]) -> List[str]:
     return found
 
 
+def retrained_privacy(attackers: Dict[str, Any]) -> Dict[str, Any]:
+    """A filter's privacy section from its retrained attackers' readings: the worst one is the headline."""
+    worst = max(attackers, key=lambda a: attackers[a]["balanced_accuracy"])
+    leak_arch = max(attackers, key=lambda a: attackers[a]["leakage_bits"])
+    return {
+        "attackers": attackers,
+        "worst_attacker": {"arch": worst, **{k: attackers[worst][k] for k in ("balanced_accuracy", "auc")}},
+        "leakage_bits": attackers[leak_arch]["leakage_bits"], "leakage_attacker": leak_arch,
+        "infoscrub_mean_entropy_bits": attackers[worst]["mean_entropy_bits"],
+        "min_mean_entropy_bits": min(a["mean_entropy_bits"] for a in attackers.values()),
+    }
+
+
 def summary_table(report: Dict[str, Any]) -> str:
     """A plain-text table of the headline numbers (for the CLI's stdout)."""
     rows = [("filter", "worst attacker", "bal.acc", "AUC", "leak bits", "fixed bal.acc", "SSIM", "PSNR", "extra")]

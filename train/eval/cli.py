@@ -132,7 +132,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--identity", choices=("auto", "on", "off"), default="auto",
                         help="identity kept by dlib's descriptor: auto = when dlib is installed")
     parser.add_argument("--identity-faces", type=int, default=None,
-                        help="faces (verification probes) used for the identity metrics (default: 200; quick: 20)")
+                        help="faces (verification probes) used for the identity metrics (default: 200; quick: 20); more "
+                             "than the test split holds takes all of it (e.g. 100000), which a figure within a few "
+                             "points of a target needs: 200 faces give about ±2 points (docs/design-changes.md #19)")
     parser.add_argument("--identity-data", type=Path, default=None, metavar="PATH",
                         help="faces with identity labels (PATH/<person>/*.jpg) for verification across people "
                              "(needs dlib); default: pairs of different test photos taken as different people")

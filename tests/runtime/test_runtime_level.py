@@ -235,3 +235,33 @@ def test_baselines_can_be_levelled_as_a_levelling_bundle_levels(tmp_path, face64
         levelled(baseline("blur", 2.0), str(source))
     assert main(["eval", "--filter", str(source), "--level-baselines", str(bundle), "--data", "x=y"]) == 1
     assert "no baseline to level" in capsys.readouterr().err
+
+
+def test_a_levelling_filters_report_measures_what_it_paints_apart_from_the_turn(tmp_path, face64):
+    """utility.fidelity_to_levelled: SSIM against the faces turned level by the filter's own registration."""
+    from privsdk.export.level_head import level_bundle
+    from privsdk.registry import FILTERS_DIR
+    from privsdk.train.eval import EvalData, ProtocolSettings, evaluate
+    from privsdk.train.eval.filters import baseline, bundle_filter, level_only, levelled
+    from privsdk.train.eval.report import headline, summary_table
+
+    big = cv2.resize(face64, (256, 256), interpolation=cv2.INTER_CUBIC)
+    angles = np.random.default_rng(0).uniform(-9.0, 9.0, 48)
+    faces = np.stack([cv2.resize(_turn(big, a, (127.5, 127.5)), (64, 64), interpolation=cv2.INTER_AREA)
+                      for a in angles])[..., ::-1]
+    data = EvalData.from_arrays("turned", np.ascontiguousarray(faces), {"smile": np.arange(48) % 2}, secret="smile",
+                                seed=0)
+    bundle = str(level_bundle(FILTERS_DIR / "emotion-lite", tmp_path / "levelling", template=grey01(face64)))
+    settings = ProtocolSettings.quick_settings(identity=False, progress=False, attackers=("linear",))
+    settings.train.max_epochs, settings.pose_floor, settings.bounds = 1, False, False
+    report = evaluate([level_only(bundle), levelled(baseline("lower_mask", 0.55), bundle), bundle_filter(bundle),
+                       baseline("lower_mask", 0.55)], data, settings)
+    turn, mask, lite, plain = (r["utility"] for r in report["results"])
+    assert turn["fidelity_to_levelled"]["ssim"] == 1.0          # the turn alone, against the turn alone
+    assert turn["fidelity"]["ssim"] < 0.9                       # ... against the original, it costs
+    for u in (mask, lite):                                      # the bundle's own (its source) and a levelled baseline
+        assert u["fidelity"]["ssim"] < u["fidelity_to_levelled"]["ssim"] < 1.0
+    assert "fidelity_to_levelled" not in plain                  # a filter that does not level has no such figure
+    as_primary = {**report, "filter": {"name": report["results"][2]["filter"]["name"]}}   # as a bundle embeds it
+    assert headline(as_primary)["ssim_to_levelled"] == lite["fidelity_to_levelled"]["ssim"]
+    assert "SSIM to the levelled face 1.000" in summary_table(report)

@@ -360,6 +360,16 @@ def levelled(flt: FilterUnderEval, bundle_path: str) -> FilterUnderEval:
     return FilterUnderEval(f"levelled {flt.name}", run, flt.stochastic, flt.kind, flt.strength, info)
 
 
+def level_only(bundle_path: str) -> FilterUnderEval:
+    """The faces turned level by a levelling bundle's registration and nothing else.
+
+    The reference a levelling filter's own change is measured against: SSIM to the original counts the
+    turn, which moves every edge off the original's pixels; SSIM to this counts only what the filter
+    paints (the report's ``utility.fidelity_to_levelled``).
+    """
+    return levelled(baseline("identity", 0.0), bundle_path)
+
+
 # ------------------------------------------------------------------ one entry point
 
 def make_filter(spec: str, device: str = "cpu", seed: Optional[int] = None) -> FilterUnderEval:

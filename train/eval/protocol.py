@@ -52,7 +52,7 @@ from privsdk.log import get_logger
 
 from . import bounds as bounds_mod
 from . import report as report_mod
-from .filters import FilterUnderEval, check_images
+from .filters import FilterUnderEval, check_images, level_only
 from .metrics import (balanced_accuracy, classification_metrics, image_fidelity, label_entropy_bits,
                       majority_rate)
 from .training import TrainedModel, TrainSettings, fit_logistic, pick_device, train_model
@@ -262,6 +262,7 @@ class Evaluator:
             else:
                 self.utility_labels = _yaw_terciles(data)
         self._clean: Optional[Dict[str, Any]] = None
+        self._levelled_cache: Dict[str, np.ndarray] = {}   # test faces turned level, per levelling bundle
         self.identity_set = identity_set
         self._identity: Any = None   # identity.IdentityEvaluator, built on first use (dlib is optional)
 
@@ -367,6 +368,12 @@ class Evaluator:
             privacy["fixed_attackers"] = {arch: _attack(clean["models"][arch], test_f, self.y["test"])
                                           for arch in self.s.attackers}
         utility: Dict[str, Any] = {"fidelity": image_fidelity(imgs["test"], test_f)}
+        level = flt.info.get("level_head")
+        if level:   # a levelling filter: also what it paints, apart from the turn it gives every face
+            utility["fidelity_to_levelled"] = {**image_fidelity(self._levelled_test(level.get("bundle")
+                                                                                    or flt.info["source"]), test_f),
+                                               "reference": "the test faces turned level by the filter's own "
+                                                            "registration, nothing else"}
         if "pose" in clean["models"]:
             targets = {sp: _pose_targets(d, sp) for sp in SPLITS}
             fixed = _pose_mae_degrees(clean["models"]["pose"], test_f, targets["test"])
@@ -386,6 +393,12 @@ class Evaluator:
             result["tradeoff_nats"] = self._tradeoff_point(flt, val_f, test_f, privacy["leakage_bits"])
         result["seconds"] = round(time.time() - started, 2)
         return result
+
+    def _levelled_test(self, bundle: str) -> np.ndarray:
+        """The test faces turned level by ``bundle``'s registration (once per bundle)."""
+        if bundle not in self._levelled_cache:
+            self._levelled_cache[bundle] = level_only(bundle)(self.data.images["test"])
+        return self._levelled_cache[bundle]
 
     def _tradeoff_point(self, flt: FilterUnderEval, val_f: np.ndarray, test_f: np.ndarray,
                         leakage_bits: float) -> Dict[str, Any]:

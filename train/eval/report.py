@@ -151,6 +151,8 @@ def headline(report: Dict[str, Any]) -> Dict[str, Any]:
         "ssim": u["fidelity"]["ssim"],
         "psnr_db": u["fidelity"]["psnr_db"],
     }
+    if "fidelity_to_levelled" in u:
+        out["ssim_to_levelled"] = u["fidelity_to_levelled"]["ssim"]
     if "identity" in u:
         out["identity_kept_share"] = u["identity"]["share_within_0.6"]
         ver = u["identity"].get("verification")
@@ -231,6 +233,8 @@ def summary_table(report: Dict[str, Any]) -> str:
         if seeds:  # its kept reading at every attacker seed (`eval merge --over-seeds`)
             extra.append(f"(kept at seeds {'/'.join(str(s['seed']) for s in seeds)}: "
                          + "/".join(f"{s['balanced_accuracy']:.3f}" for s in seeds) + ")")
+        if "fidelity_to_levelled" in u:   # SSIM of what a levelling filter paints, apart from its turn
+            extra.append(f"SSIM to the levelled face {u['fidelity_to_levelled']['ssim']:.3f}")
         if "pose" in u:
             extra.append(f"pose×{u['pose']['fixed_mae_ratio']:.2f}")
         if "identity" in u:

@@ -185,6 +185,11 @@ def test_cli_merge_over_seeds_keeps_each_attackers_worst_seed(csv_set, tmp_path,
     assert differs, "seeds 0 and 1 read every attacker the same: the test cannot tell a worst from a first"
     cleans = [run["clean"]["worst_attacker"]["balanced_accuracy"] for run in runs]
     assert merged["clean"]["worst_attacker"]["balanced_accuracy"] == max(cleans)
+    # the plot's privacy axis says over which seeds its points are the worst; one seed's run does not
+    from privsdk.train.eval.plot import privacy_axis_label
+    assert "the worst over attacker seeds 0/1" in privacy_axis_label(merged["results"])
+    assert "over attacker seeds" not in privacy_axis_label(runs[0]["results"])
+    assert "over attacker seeds" not in privacy_axis_label(merged["results"] + runs[0]["results"])
 
     # `eval --seeds 0 1` runs both seeds itself (OUT/seed-N) and writes the same merged report to OUT
     assert main(["-q", "eval", *common, "--seeds", "0", "1", "--out", str(tmp_path / "both")]) == 0

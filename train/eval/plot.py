@@ -42,6 +42,15 @@ def _utility_value(result: Dict[str, Any], axis: str) -> Optional[float]:
         return None
 
 
+def privacy_axis_label(results: List[Dict[str, Any]]) -> str:
+    """The x axis: the worst retrained attacker, and over which attacker seeds when every point is such a worst."""
+    seeds = [sorted({s["seed"] for a in r["privacy"]["attackers"].values() for s in a.get("over_seeds", [])})
+             for r in results]
+    over = f"\neach point the worst over attacker seeds {'/'.join(map(str, seeds[0]))}" if seeds and seeds[0] and all(
+        s == seeds[0] for s in seeds) else ""
+    return f"privacy: worst retrained attacker, balanced accuracy (lower is better){over}"
+
+
 def plot_tradeoff(report: Dict[str, Any], path: Union[str, Path], utility: str = "ssim") -> Path:
     """Draw the report's trade-off plot into ``path`` (PNG)."""
     if utility not in UTILITY_AXES:
@@ -94,7 +103,7 @@ def plot_tradeoff(report: Dict[str, Any], path: Union[str, Path], utility: str =
     if floor:   # a filter that keeps the pose keeps at least this much of the secret
         ax.axvline(floor["balanced_accuracy"], color="tab:brown", linestyle="-.",
                    label=f"pose floor: {floor['source']} alone ({floor['balanced_accuracy']:.2f})")
-    ax.set_xlabel("privacy: worst retrained attacker, balanced accuracy (lower is better)")
+    ax.set_xlabel(privacy_axis_label(results))
     ax.set_ylabel(UTILITY_AXES[utility][0])
     data = report.get("data", {})
     framing = describe_framing(data.get("framing"))

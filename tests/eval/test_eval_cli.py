@@ -154,7 +154,8 @@ def test_cli_merge_joins_runs_on_the_same_data(csv_set, tmp_path, capsys):
 def test_cli_merge_over_seeds_keeps_each_attackers_worst_seed(csv_set, tmp_path, capsys):
     """`eval merge --over-seeds`: the same filters at attacker seeds 0 and 1 give one report in which every
     attacker (retrained, clean-trained, clean) is its highest reading of the two, both seeds listed beside it;
-    reports at one seed, of other filters, or with --rename are refused. `eval --seeds` runs the seeds itself."""
+    reports at one seed or of other filters are refused; --rename and --only pick one filter out of
+    runs that measured it beside others. `eval --seeds` runs the seeds itself."""
     from privsdk.cli import build_parser
     from privsdk.errors import InputError
 
@@ -208,8 +209,38 @@ def test_cli_merge_over_seeds_keeps_each_attackers_worst_seed(csv_set, tmp_path,
 
     with pytest.raises(InputError, match="different --seed"):
         _merge_args(tmp_path / "s0", tmp_path / "s0", tmp_path, "--over-seeds")
-    with pytest.raises(InputError, match="--rename"):
-        _merge_args(tmp_path / "s0", tmp_path / "s1", tmp_path, "--over-seeds", "--rename", "identity=x")
+    with pytest.raises(InputError, match="--replace"):
+        _merge_args(tmp_path / "s0", tmp_path / "s1", tmp_path, "--over-seeds", "--replace")
+
+    # one filter out of runs that measured it beside another and under another name at one seed:
+    # --rename makes the names agree, --only drops the rest, and the seeds then merge as above
+    import json
+    other = read_report(tmp_path / "s1")
+    other["results"][0]["filter"]["name"] = "shipped"
+    (tmp_path / "s1-shipped").mkdir()
+    (tmp_path / "s1-shipped" / "report.json").write_text(json.dumps(other))
+    assert main(["-q", "eval", "merge", "--over-seeds", "--report", str(tmp_path / "s0"),
+                 "--report", str(tmp_path / "s1-shipped"), "--rename", "shipped=identity", "--only", "identity",
+                 "--out", str(tmp_path / "picked")]) == 0
+    picked = read_report(tmp_path / "picked")
+    assert [r["filter"]["name"] for r in picked["results"]] == ["identity"]
+    assert picked["results"][0]["privacy"] == merged["results"][0]["privacy"]
+    assert read_report(tmp_path / "s1-shipped")["results"][0]["filter"]["name"] == "shipped"  # source untouched
+    # with one report, --only takes filters out of it
+    assert main(["-q", "eval", "merge", "--report", str(tmp_path / "s1"), "--only", "pixelate:12",
+                 "--out", str(tmp_path / "one-filter")]) == 0
+    alone = read_report(tmp_path / "one-filter")
+    assert [r["filter"]["name"] for r in alone["results"]] == ["pixelate:12"]
+    assert alone["results"][0] == runs[1]["results"][1] and alone["selected_from"] == str(tmp_path / "s1")
+    assert alone["filter"]["name"] == "pixelate:12"
+    assert alone["summary"]["retrained_attacker_balanced_accuracy"] == \
+        runs[1]["results"][1]["privacy"]["worst_attacker"]["balanced_accuracy"]
+    with pytest.raises(InputError, match="--only \\['nope'\\] matched no filter"):
+        _merge_args(tmp_path / "s0", tmp_path / "s1", tmp_path, "--only", "nope")
+    with pytest.raises(InputError, match="at least two"):
+        args = build_parser().parse_args(["eval", "merge", "--report", str(tmp_path / "s0"), "--out",
+                                          str(tmp_path / "x")])
+        args._main(args)
     one = read_report(tmp_path / "s1")
     one["results"] = one["results"][:1]
     from privsdk.train.eval.merge import worst_over_seeds

@@ -39,6 +39,9 @@ examples:
   privsdk eval --filter path/to/emotion_bundle --data smilesmiled=../shared/data/SMILEsmileD --seeds 0 1
   # the same from runs made separately (`--seed N` each)
   privsdk eval merge --over-seeds --report runs/eval/seed0 --report runs/eval/seed1 --out runs/eval/seeds
+  # one filter out of runs that measured it beside others (named "shipped" there, "emotion" in its bundle)
+  privsdk eval merge --over-seeds --report sdk/privsdk/filters/emotion --report runs/eval/pair-seed1 \
+      --rename shipped=emotion --only emotion --out runs/eval/emotion-seeds
 
 A FILTER is a training checkpoint (.pt), a bundle (directory or .zip), or a baseline
 KIND[:STRENGTH] with KIND in identity, blur, pixelate, lower_mask, full_mask, noise.
@@ -74,6 +77,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--replace", action="store_true",
                         help="merge mode: a filter found in several reports keeps the later report's result "
                              "(a re-measurement) instead of being refused")
+    parser.add_argument("--only", action="append", default=[], metavar="NAME",
+                        help="merge mode: keep only filter NAME (as named after --rename) from the --report files "
+                             "(repeatable); with one --report, takes those filters out of a run that measured several")
     parser.add_argument("--over-seeds", action="store_true",
                         help="merge mode: the --report files are the same filters at different attacker seeds "
                              "(`privsdk eval --seed N`); keep each attacker's worst (highest) reading over the seeds, "
@@ -199,19 +205,24 @@ def _run_synthetic(args: argparse.Namespace) -> int:
 def _run_merge(args: argparse.Namespace) -> int:
     from privsdk.errors import InputError
 
-    from .merge import merge_reports, worst_over_seeds
-    from .report import read_report
+    from .merge import merge_reports, select_filters, worst_over_seeds
+    from .report import headline, read_report
 
-    if len(args.report) < 2:
-        raise InputError("privsdk eval merge: expected at least two --report REPORT (report.json or its folder)")
-    reports, sources = [read_report(p) for p in args.report], [str(p) for p in args.report]
+    selecting = bool(args.only or args.rename)
+    if len(args.report) < (1 if selecting else 2):
+        raise InputError("privsdk eval merge: expected at least two --report REPORT (report.json or its folder), "
+                         "or one with --only NAME / --rename OLD=NEW to take filters out of it")
+    sources = [str(p) for p in args.report]
+    reports = select_filters([read_report(p) for p in args.report], rename=dict(args.rename), only=args.only)
     if args.over_seeds:
-        if args.rename or args.replace:
-            raise InputError("privsdk eval merge --over-seeds: --rename and --replace do not apply (the reports "
-                             "hold the same filters under the same names); merge the seeds first, then rename")
+        if args.replace:
+            raise InputError("privsdk eval merge --over-seeds: --replace does not apply (every report holds "
+                             "the same filters, each at its own seed)")
         merged = worst_over_seeds(reports, sources=sources)
+    elif len(reports) == 1:
+        merged = dict(reports[0], selected_from=sources[0], summary=headline(reports[0]))
     else:
-        merged = merge_reports(reports, sources=sources, rename=dict(args.rename), replace=args.replace)
+        merged = merge_reports(reports, sources=sources, replace=args.replace)
     return _write_joined(merged, args)
 
 

@@ -33,25 +33,18 @@ def merge_reports(reports: Sequence[Dict[str, Any]], sources: Sequence[str] = ()
     e.g. a baseline evaluated again with more attackers) where it would otherwise be refused; the
     merged report lists what was replaced under ``merged_from[i]["replaced"]``.
     """
-    rename = dict(rename or {})
     if len(reports) < 2:
         raise InputError(f"merging reports: got {len(reports)}; expected at least two report.json files")
     sources = list(sources) or [f"report {i}" for i in range(len(reports))]
+    reports = select_filters(reports, rename=rename)
     first = reports[0]
     _check_same_data(reports, sources, "merging reports")
     seen: Dict[str, str] = {}
     results: List[Dict[str, Any]] = []
     replaced: Dict[str, List[str]] = {}
-    unused = dict(rename)
     for rep, src in zip(reports, sources):
         for r in rep["results"]:
             name = r["filter"]["name"]
-            if name in rename:
-                unused.pop(name, None)
-                r = copy.deepcopy(r)
-                r["filter"]["name"] = rename[name]
-                r["filter"]["renamed_from"] = name
-                name = rename[name]
             if name in seen:
                 if not replace:
                     raise InputError(f"merging reports: filter {name!r} is in both {seen[name]} and {src}; "
@@ -61,9 +54,6 @@ def merge_reports(reports: Sequence[Dict[str, Any]], sources: Sequence[str] = ()
                 replaced.setdefault(seen[name], []).append(name)
             seen[name] = src
             results.append(r)
-    if unused:
-        raise InputError(f"merging reports: --rename {sorted(unused)} matched no filter; the reports hold "
-                         f"{sorted(r['filter']['name'] for rep in reports for r in rep['results'])}")
 
     def clean_acc(rep: Dict[str, Any]) -> float:
         return float(rep.get("clean", {}).get("worst_attacker", {}).get("balanced_accuracy") or 0.0)
@@ -85,6 +75,53 @@ def merge_reports(reports: Sequence[Dict[str, Any]], sources: Sequence[str] = ()
 
     merged["summary"] = headline(merged)
     return merged
+
+
+def select_filters(reports: Sequence[Dict[str, Any]], rename: Optional[Mapping[str, str]] = None,
+                   only: Sequence[str] = ()) -> List[Dict[str, Any]]:
+    """Copies of ``reports`` with their filters renamed and, when ``only`` names any, only those filters kept.
+
+    ``rename`` maps a filter name to the name it gets (the result records ``renamed_from``), in every
+    report that holds it; ``only`` names filters as they are called after the renaming. This is how one
+    filter is taken out of a run that measured several (e.g. a bundle measured beside a variant at each
+    attacker seed, to be joined with ``worst_over_seeds``). A ``rename`` key or an ``only`` name that is
+    in none of the reports is refused. The inputs are not changed.
+
+    Example::
+
+        picked = select_filters([read_report("runs/eval/pair-seed1")], rename={"shipped": "emotion"},
+                                only=["emotion"])
+    """
+    rename, only = dict(rename or {}), list(only)
+    held = sorted({r["filter"]["name"] for rep in reports for r in rep.get("results", [])})
+    unused = sorted(set(rename) - set(held))
+    if unused:
+        raise InputError(f"merging reports: --rename {unused} matched no filter; the reports hold {held}")
+    out: List[Dict[str, Any]] = []
+    for rep in reports:
+        rep = copy.deepcopy(rep)
+        for r in rep.get("results", []):
+            name = r["filter"]["name"]
+            if name in rename:
+                r["filter"]["name"] = rename[name]
+                r["filter"]["renamed_from"] = name
+        primary = rep.get("filter", {})
+        if primary.get("name") in rename:
+            primary.update(name=rename[primary["name"]], renamed_from=primary["name"])
+        if only and "results" in rep:
+            rep["results"] = [r for r in rep["results"] if r["filter"]["name"] in only]
+            # the report's primary filter (the one its headline summarises) must be one it still holds
+            if rep["results"] and primary.get("name") not in {r["filter"]["name"] for r in rep["results"]}:
+                rep["filter"] = copy.deepcopy(rep["results"][0]["filter"])
+        out.append(rep)
+    if only:
+        kept = {r["filter"]["name"] for rep in out for r in rep.get("results", [])}
+        missing = [n for n in only if n not in kept]
+        if missing:
+            after = sorted({rename.get(n, n) for n in held})
+            raise InputError(f"merging reports: --only {missing} matched no filter; the reports hold {after}"
+                             + (" (after --rename)" if rename else ""))
+    return out
 
 
 def _check_same_data(reports: Sequence[Dict[str, Any]], sources: Sequence[str], what: str) -> None:

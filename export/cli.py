@@ -106,7 +106,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "bottom SHARE of every face's crop (e.g. 0.55)")
     parser.add_argument("--residual-scale", type=float, metavar="S",
                         help="for a residual U-Net bundle: write a new bundle (-o DIR) that keeps the share S (0-1) of "
-                             "the change its network makes to each face")
+                             "the change its network, as trained, makes to each face (from a bundle already kept at "
+                             "0.5, S 1 gives the whole change back)")
     parser.add_argument("--report", metavar="EVAL_REPORT.json",
                         help="embed this 'privsdk eval' report under 'evaluation' (must match the bundle's files)")
     parser.add_argument("--format", choices=("bundle", "engine"), default="bundle",

@@ -115,10 +115,22 @@ def check_interpolation(bundle: Any, scaled_bytes: bytes, scale: float, faces: i
     return float(np.abs(ys - (y0 + scale * (y1 - y0)))[inside].max())
 
 
+def kept_share(bundle: Any) -> float:
+    """The share of its trained network's change that ``bundle`` keeps: 1 unless made by ``--residual-scale``."""
+    step = ((bundle.manifest.get("export") or {}).get("residual_scale") or {})
+    return float(step.get("scale", 1.0))
+
+
 def residual_scale_bundle(source: Union[str, Path], output: Union[str, Path], scale: float,
                           name: Optional[str] = None, version: Optional[str] = None,
                           description: Optional[str] = None) -> Path:
-    """Write ``output``: ``source``'s residual U-Net with its change scaled by ``scale`` (module docstring)."""
+    """Write ``output``: ``source``'s residual U-Net keeping the share ``scale`` of its network's change.
+
+    ``scale`` is always the share of the change the network *as trained* makes: on a bundle that already
+    keeps a share s0 (made by this function), its head is multiplied by ``scale / s0``, so a curve over the
+    share can be drawn from any point of it (e.g. 0.75 and 1 from a bundle kept at 0.5). A bundle that keeps
+    none of the change (s0 = 0) can only be kept at 0.
+    """
     scale = float(scale)
     if not 0.0 <= scale <= 1.0:
         raise InputError(f"--residual-scale {scale!r}: expected the share of the network's change to keep, in [0, 1]")
@@ -132,15 +144,24 @@ def residual_scale_bundle(source: Union[str, Path], output: Union[str, Path], sc
     if bundle.eraser is not None:
         raise InputError(f"--residual-scale: {source} has an eraser fit on its outputs, which scaling changes; "
                          "scale the bundle before --erase-secret")
-    onnx_bytes = scale_head(bundle.onnx_bytes, scale)
-    gap = check_interpolation(bundle, onnx_bytes, scale)
+    before = kept_share(bundle)
+    if before == 0.0 and scale > 0.0:
+        raise InputError(f"--residual-scale {scale}: {source} keeps none of its network's change (it was scaled by 0), "
+                         "so none can be given back; scale the bundle it was made from")
+    factor = scale / before if before else 0.0
+    onnx_bytes = scale_head(bundle.onnx_bytes, factor)
+    gap = check_interpolation(bundle, onnx_bytes, factor)
     if gap > INTERPOLATION_TOLERANCE:
         raise InputError(f"--residual-scale: the scaled graph is {gap:.2g} away from the source's output scaled by "
-                         f"{scale} (tolerance {INTERPOLATION_TOLERANCE}); expected the head to add to the face linearly")
+                         f"{factor:g} (tolerance {INTERPOLATION_TOLERANCE}); expected the head to add to the face linearly")
+    source_description = str(bundle.manifest.get("description", ""))
+    if before != 1.0:     # the source's own sentence about the share it kept is no longer true
+        source_description = source_description.replace(_sentence(before), "").strip()
     manifest = derived_manifest(
         bundle, "residual_scale", suffix=f"-s{int(round(scale * 100))}", name=name, version=version,
-        description=description, sentence=f"It keeps {scale:.0%} of the change its network makes to each face.")
-    manifest["export"]["residual_scale"].update(scale=scale, max_abs_vs_interpolation=gap)
+        description=description or f"{source_description} {_sentence(scale)}".strip(), sentence="")
+    manifest["export"]["residual_scale"].update(scale=scale, max_abs_vs_interpolation=gap,
+                                                **({"source_scale": before, "factor": factor} if before != 1.0 else {}))
     # an fp16 copy of the old graph would no longer be this filter: it is left out, not carried over unscaled
     extra = {k: v for k, v in bundle.files.items() if k not in (NORM, ONNX) and not k.endswith(".onnx")}
     if (manifest["export"].get("fp16") or {}).get("file"):
@@ -151,4 +172,8 @@ def residual_scale_bundle(source: Union[str, Path], output: Union[str, Path], sc
     return out
 
 
-__all__ = ["residual_scale_bundle", "scale_head", "find_head", "check_interpolation"]
+def _sentence(scale: float) -> str:
+    return f"It keeps {scale:.0%} of the change its network makes to each face."
+
+
+__all__ = ["residual_scale_bundle", "kept_share", "scale_head", "find_head", "check_interpolation"]

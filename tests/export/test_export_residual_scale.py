@@ -76,6 +76,28 @@ def test_the_scaled_bundle_is_the_module_with_its_head_scaled(residual, scale, t
         assert np.abs(_run(b, x, -noise) - ys).max() == 0.0   # the noise reached the output through the head only
 
 
+def test_the_share_is_of_the_network_as_trained_even_from_a_scaled_bundle(residual, tmp_path, astronaut_bgr):
+    """From a bundle kept at 0.5, S = 1 gives the trained network back and S = 0.25 halves it again: the
+    share is always of the change as trained, so a curve can be drawn from any point of it."""
+    _, source = residual
+    half = residual_scale_bundle(source, tmp_path / "half", 0.5)
+    a = load_bundle(source)
+    x = kernels.pre(astronaut_bgr, (220, 90, 16, 16), a.maps["scale"], a.maps["shift"], None)[None]
+    noise = np.random.default_rng(1).standard_normal((1, 4, 4, 4)).astype(np.float32)
+    for share in (1.0, 0.25, 0.0):
+        again = load_bundle(residual_scale_bundle(half, tmp_path / f"again-{share}", share))
+        step = again.manifest["export"]["residual_scale"]
+        assert step["scale"] == share and step["source_scale"] == 0.5 and step["factor"] == share / 0.5
+        direct = load_bundle(residual_scale_bundle(source, tmp_path / f"direct-{share}", share))
+        np.testing.assert_allclose(_run(again, x, noise), _run(direct, x, noise), atol=1e-6)
+        assert again.manifest["description"].count("It keeps") == 1, again.manifest["description"]
+        assert f"It keeps {share:.0%} of the change" in again.manifest["description"]
+    with pytest.raises(InputError, match="keeps none of its network's change"):
+        residual_scale_bundle(tmp_path / "again-0.0", tmp_path / "back", 0.5)
+    assert load_bundle(residual_scale_bundle(tmp_path / "again-0.0", tmp_path / "still-0", 0.0)).manifest[
+        "export"]["residual_scale"]["factor"] == 0.0
+
+
 def test_it_refuses_what_it_cannot_scale(residual, tmp_path):
     _, source = residual
     for bad in (-0.1, 1.5):

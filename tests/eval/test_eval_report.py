@@ -90,6 +90,17 @@ def test_plot_is_written(report, tmp_path):
         plot_tradeoff(report, tmp_path / "x.png", utility="speed")
 
 
+def test_a_curve_is_joined_in_its_budgets_order_not_its_privacys():
+    """A filter's curve over the share of its change kept goes 0 → 0.25 → 0.5 → 1 even where privacy moves
+    back and forth within the attackers' spread; points without a numeric label are joined left to right."""
+    from privsdk.train.eval.plot import curve_order
+
+    pts = [(0.524, 0.81, "1"), (0.599, 0.925, "0"), (0.528, 0.915, "0.5 (0.10.0)"), (0.566, 0.92, "0.25")]
+    assert [p[2] for p in sorted(pts, key=curve_order(pts))] == ["0", "0.25", "0.5 (0.10.0)", "1"]
+    mixed = pts + [(0.51, 0.7, "aioi")]
+    assert [p[0] for p in sorted(mixed, key=curve_order(mixed))] == sorted(p[0] for p in mixed)
+
+
 def test_examples_grid_shows_both_classes_before_and_after(tmp_path):
     import cv2
 

@@ -16,6 +16,7 @@ Example::
 """
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
@@ -49,6 +50,23 @@ def privacy_axis_label(results: List[Dict[str, Any]]) -> str:
     over = f"\neach point the worst over attacker seeds {'/'.join(map(str, seeds[0]))}" if seeds and seeds[0] and all(
         s == seeds[0] for s in seeds) else ""
     return f"privacy: worst retrained attacker, balanced accuracy (lower is better){over}"
+
+
+def _budget(label: str) -> Optional[float]:
+    """The number a curve point's label starts with (its budget or strength: "0.5", "0.5 (0.10.0)"), if any."""
+    m = re.match(r"\s*(-?\d+(?:\.\d+)?(?:e-?\d+)?)", label)
+    return float(m.group(1)) if m else None
+
+
+def curve_order(points: Sequence[Tuple[float, float, str]]):
+    """The sort key that joins a curve's points: by budget when every label is one, else by privacy.
+
+    A curve over a budget (the share of a network's change kept, a mask's share) is drawn in the budget's
+    order, so that its line shows what each step of the budget does, even where privacy goes back and forth
+    within the attackers' spread; points without a numeric label are joined left to right."""
+    if points and all(_budget(lab) is not None for _, _, lab in points):
+        return lambda p: (_budget(p[2]), p[0])
+    return lambda p: p[0]
 
 
 def plot_tradeoff(report: Dict[str, Any], path: Union[str, Path], utility: str = "ssim") -> Path:
@@ -85,7 +103,7 @@ def plot_tradeoff(report: Dict[str, Any], path: Union[str, Path], utility: str =
         return palette((2 * i) % 20 + ((2 * i) // 20) % 2)
 
     for i, (key, pts) in enumerate(curves.items()):
-        pts.sort(key=lambda p: p[0])
+        pts.sort(key=curve_order(pts))
         xs, ys = [p[0] for p in pts], [p[1] for p in pts]
         is_filter = all(r["filter"]["kind"] != "baseline" for r in results if r["filter"]["name"].split(":")[0] == key)
         ax.plot(xs, ys, marker="*" if is_filter else "o", markersize=12 if is_filter else 5,

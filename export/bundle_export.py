@@ -23,11 +23,9 @@ Example::
 from __future__ import annotations
 
 import datetime as _dt
-import io
 import json
 import shutil
 import tempfile
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Tuple, Union

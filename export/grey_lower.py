@@ -26,7 +26,7 @@ from typing import Dict, Optional, Union
 
 import numpy as np
 
-from privsdk.bundle import NORM, ONNX, load_bundle, serialize_maps, write_bundle
+from privsdk.bundle import NORM, ONNX, load_bundle, write_bundle
 from privsdk.errors import InputError
 from privsdk.log import get_logger
 

@@ -27,13 +27,30 @@ def warn_once(key: str, message: str, logger: logging.Logger | None = None) -> N
     (logger or get_logger()).warning(message)
 
 
+class _CurrentStderrHandler(logging.StreamHandler):
+    """A console handler that writes to whatever ``sys.stderr`` is when a record is emitted.
+
+    Why: ``configure`` runs once per process, and a plain ``StreamHandler(sys.stderr)`` keeps the stream
+    of that moment; when ``sys.stderr`` is later redirected (a host application, a test's capture) the CLI's
+    messages, its refusals included, would go to the old stream and be lost.
+    """
+
+    @property  # type: ignore[override]
+    def stream(self):  # noqa: D401
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:   # StreamHandler.__init__ assigns it; the current one is always used
+        pass
+
+
 def configure(verbosity: int = 0) -> None:
     """Set up console logging for the CLI: 0 = info, 1+ = debug, -1 = warnings only."""
     level = logging.INFO if verbosity == 0 else logging.DEBUG if verbosity > 0 else logging.WARNING
     root = logging.getLogger(ROOT)
     root.setLevel(level)
     if not any(getattr(h, "_privsdk", False) for h in root.handlers):
-        handler = logging.StreamHandler(sys.stderr)
+        handler = _CurrentStderrHandler()
         handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
         handler._privsdk = True  # type: ignore[attr-defined]
         root.addHandler(handler)

@@ -44,7 +44,7 @@ def test_lite_bundle_affine_noise_and_hashes(tmp_path):
 
 
 def test_unet_bundle_through_onnxruntime(tmp_path):
-    onnx = pytest.importorskip("onnx")
+    pytest.importorskip("onnx")
     from onnx import TensorProto, helper
 
     # filtered = image · 1 + 0 · mean(noise): the identity, with a noise input it must be fed

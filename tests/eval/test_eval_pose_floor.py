@@ -126,7 +126,6 @@ def test_the_report_table_merge_and_plot_carry_the_pose_floor(face64, tmp_path):
     from privsdk.train.eval.plot import plot_tradeoff
     from privsdk.train.eval.report import summary_table
 
-    rng = np.random.default_rng(3)
     secret = np.arange(120) % 2
     faces = np.stack([_turned(face64, 3.0 if s else -3.0) for s in secret])
     faces = np.repeat(faces[..., None], 3, axis=3)

@@ -17,7 +17,7 @@ from privsdk import kernels  # noqa: E402
 from privsdk.bundle import BundleError, load_bundle, validate_manifest  # noqa: E402
 from privsdk.cli import main as cli_main  # noqa: E402
 from privsdk.errors import InputError  # noqa: E402
-from privsdk.export.bundle_export import ExportOptions, export_checkpoint, export_filter  # noqa: E402
+from privsdk.export.bundle_export import ExportOptions, export_checkpoint  # noqa: E402
 from privsdk.export.checkpoint import read_checkpoint  # noqa: E402
 from privsdk.train.checkpoint import save_checkpoint  # noqa: E402
 

@@ -1,8 +1,6 @@
 """The filters shipped in the wheel: hashes, manifests, provenance of their numbers, behaviour."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 

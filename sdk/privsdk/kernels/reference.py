@@ -87,7 +87,6 @@ def philox_normals(n: int, key: Tuple[int, int], tensor_id: int, call: int) -> n
     counter[:, 3] = np.uint32((call >> 32) & 0xFFFFFFFF)
     words = philox4x32_10(counter, key)  # (blocks, 4)
     a = words[:, 0::2].astype(np.float32)  # (blocks, 2): a of each pair
-    b = words[:, 1::2].astype(np.float32)
     u1 = a * np.float32(2.0**-32) + np.float32(2.0**-33)
     r = np.sqrt(np.float32(-2.0) * np.log(u1))
     sin, cos = _sincos_turn(words[:, 1::2])

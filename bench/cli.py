@@ -4,6 +4,8 @@
   OpenCV's blobFromImage and a plain copy (:mod:`privsdk.bench.kernel`).
 * ``privsdk bench pipeline`` — the whole filter path (:mod:`privsdk.bench.pipeline`).
 * ``privsdk bench filters``  — per-face cost of the bundled filters (:mod:`privsdk.bench.filters`).
+* ``privsdk bench attacker`` — one training step of the evaluation's CNN attacker, torch with and
+  without huge pages (:mod:`privsdk.bench.attacker`).
 
 Example::
 
@@ -24,6 +26,7 @@ TARGETS: Dict[str, str] = {
     "kernel": "privsdk.bench.kernel",
     "pipeline": "privsdk.bench.pipeline",
     "filters": "privsdk.bench.filters",
+    "attacker": "privsdk.bench.attacker",
 }
 
 

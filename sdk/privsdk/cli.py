@@ -15,6 +15,7 @@ from typing import List, Optional
 from . import __version__
 from .errors import PrivsdkError
 from .log import configure, get_logger
+from .torch_memory import prefer_huge_pages
 
 SUBCOMMANDS = {
     "demo": "privsdk.commands.demo",
@@ -55,6 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    # before any subcommand imports torch: its CPU allocator reads this once (privsdk.torch_memory)
+    prefer_huge_pages()
     parser = build_parser()
     args = parser.parse_args(argv)
     configure(-1 if args.quiet else args.verbose)

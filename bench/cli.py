@@ -4,8 +4,8 @@
   OpenCV's blobFromImage and a plain copy (:mod:`privsdk.bench.kernel`).
 * ``privsdk bench pipeline`` — the whole filter path (:mod:`privsdk.bench.pipeline`).
 * ``privsdk bench filters``  — per-face cost of the bundled filters (:mod:`privsdk.bench.filters`).
-* ``privsdk bench attacker`` — one training step of the evaluation's CNN attacker, torch with and
-  without huge pages (:mod:`privsdk.bench.attacker`).
+* ``privsdk bench attacker`` — one training step of the evaluation's CNN attacker, under torch's
+  memory defaults and privsdk's (:mod:`privsdk.bench.attacker`).
 
 Example::
 

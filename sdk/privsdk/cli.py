@@ -15,7 +15,7 @@ from typing import List, Optional
 from . import __version__
 from .errors import PrivsdkError
 from .log import configure, get_logger
-from .torch_memory import prefer_huge_pages
+from .torch_memory import prepare_torch_cpu_memory
 
 SUBCOMMANDS = {
     "demo": "privsdk.commands.demo",
@@ -27,6 +27,9 @@ SUBCOMMANDS = {
     "export": "privsdk.export.cli",
     "bench": "privsdk.bench.cli",
 }
+
+#: commands that train torch models on the CPU, and keep their memory mapped between steps; never the runtime
+TORCH_TRAINING_COMMANDS = frozenset({"train", "distill-identity", "eval", "export"})
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,10 +59,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    # before any subcommand imports torch: its CPU allocator reads this once (privsdk.torch_memory)
-    prefer_huge_pages()
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command in TORCH_TRAINING_COMMANDS:
+        # before the command imports torch, whose CPU allocator reads its setting once (privsdk.torch_memory)
+        prepare_torch_cpu_memory()
     configure(-1 if args.quiet else args.verbose)
     if args.command is None:
         parser.print_help()

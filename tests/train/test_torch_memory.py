@@ -1,4 +1,4 @@
-"""privsdk asks torch for huge pages before torch is imported (privsdk.torch_memory), and torch honours it."""
+"""privsdk's training commands set torch's CPU memory up before torch is imported (privsdk.torch_memory)."""
 from __future__ import annotations
 
 import json
@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from privsdk.cli import main
-from privsdk.torch_memory import HUGE_PAGES_VARIABLE, prefer_huge_pages
+from privsdk.cli import TORCH_TRAINING_COMMANDS, main
+from privsdk.torch_memory import HUGE_PAGES_VARIABLE, keep_freed_memory, prefer_huge_pages
 
 pytest.importorskip("torch")
 
@@ -47,10 +47,22 @@ def test_prefer_huge_pages_says_when_torch_came_first():
     assert prefer_huge_pages({}) is False
 
 
-def test_the_cli_asks_for_huge_pages_before_any_command(monkeypatch, capsys):
+def test_the_training_commands_set_it_up_and_the_runtime_does_not(monkeypatch, capsys):
     monkeypatch.delenv(HUGE_PAGES_VARIABLE, raising=False)
-    assert main([]) == 2  # no command: prints help
+    assert main(["filters"]) == 0  # a runtime command: the process's memory is left as it was
+    assert HUGE_PAGES_VARIABLE not in os.environ
+    assert main(["eval", "merge"]) != 0  # refused (no reports), after the setup
     assert os.environ[HUGE_PAGES_VARIABLE] == "1"
+    assert {"train", "eval", "export", "distill-identity"} == TORCH_TRAINING_COMMANDS
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="glibc's mallopt: Linux only")
+def test_keep_freed_memory_takes_on_glibc():
+    import platform
+
+    if platform.libc_ver()[0] != "glibc":
+        pytest.skip(f"not glibc ({platform.libc_ver()}): mallopt is glibc's")
+    assert keep_freed_memory() is True
 
 
 @pytest.mark.skipif(_thp_mode() != "madvise", reason=f"the kernel's transparent huge pages are "
@@ -69,9 +81,9 @@ def test_bench_attacker_times_both_settings(tmp_path, capsys):
     out = tmp_path / "attacker.json"
     assert main(["bench", "attacker", "--steps", "1", "--batch", "4", "--rounds", "1", "--out", str(out)]) == 0
     data = json.loads(out.read_text())
-    assert [r["huge_pages"] for r in data["rows"]] == ["0", "1"]
+    assert [r["memory"] for r in data["rows"]] == ["torch defaults", "privsdk"]
     assert all(r["ms_per_step"] > 0 and r["runs"] == 1 for r in data["rows"]) and data["speedup"] > 0
-    assert "huge pages:" in capsys.readouterr().out
+    assert "privsdk's settings:" in capsys.readouterr().out
 
 
 def test_bench_attacker_refuses_zero_steps(capsys):

@@ -33,11 +33,14 @@ Seven uses:
       so that it cannot give the secret away. Evaluate DIR and embed its report.
 
   privsdk export BUNDLE --erase-secret -o DIR [--erase-data NAME=ROOT ...] [--erase-framing {data,runtime} ...]
-                 [--erase-refit] [--name N] [--version V]
+                 [--erase-refit] [--erase-draws K] [--name N] [--version V]
       Write a new bundle DIR: the same filter, with what is left of its secret that a
       linear model could read projected out of every face (LEACE, fit in closed form on
       the filter's outputs for the training split of the data its manifest names, the
-      ridge picked on the validation split). --erase-framing runtime fits it on those
+      ridge picked on the validation split). A stochastic filter's outputs are averaged
+      over K noise draws per face (--erase-draws, default 4) and the ridge must leave the
+      least class-mean difference on one more draw: an eraser fit on one draw turns
+      that draw's noise into a trace every later draw carries. --erase-framing runtime fits it on those
       faces re-cut as Filter cuts camera faces for this bundle (input.face_crop), which
       is what a device feeds it when a set's own crops are framed looser (GENKI-4K);
       --erase-framing data runtime fits on both, so that the secret's means meet on the
@@ -101,6 +104,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--erase-refit", action="store_true",
                         help="--erase-secret on a bundle that already erases: drop its eraser and fit a new one "
                              "(e.g. on other data or framings)")
+    parser.add_argument("--erase-draws", type=int, metavar="K",
+                        help="--erase-secret on a stochastic bundle: noise draws averaged per training face, the ridge "
+                             "judged on one more (default 4; 1 fits on one draw and picks the ridge by the smallest "
+                             "change alone)")
     parser.add_argument("--grey-lower", type=float, metavar="SHARE",
                         help="for a bundle: write a new bundle (-o DIR) whose post-kernel writes flat grey over the "
                              "bottom SHARE of every face's crop (e.g. 0.55)")
@@ -188,20 +195,22 @@ def main(args: argparse.Namespace) -> int:
     if args.residual_scale is not None and (args.level_head or args.erase_secret or args.grey_lower is not None):
         raise InputError("--residual-scale writes a new bundle of its own: scale first, then erase or grey the "
                          "result (an eraser is fit on the network's outputs, which scaling changes)")
-    if (args.erase_data or args.erase_framing or args.erase_refit) and not args.erase_secret:
-        raise InputError("--erase-data, --erase-framing and --erase-refit say how --erase-secret fits; give "
-                         "--erase-secret too")
+    if (args.erase_data or args.erase_framing or args.erase_refit or args.erase_draws is not None) \
+            and not args.erase_secret:
+        raise InputError("--erase-data, --erase-framing, --erase-refit and --erase-draws say how --erase-secret fits; "
+                         "give --erase-secret too")
     if args.level_head:
         from .level_head import level_bundle
 
         return _write_derived("--level-head", "head levelling", source, args, lambda: level_bundle(
             source, args.output, name=args.name, version=args.bundle_version, description=args.description or None))
     if args.erase_secret:
-        from .erase_secret import erase_bundle
+        from .erase_secret import DRAWS, erase_bundle
 
         return _write_derived("--erase-secret", "a linear eraser of its secret", source, args, lambda: erase_bundle(
             source, args.output, name=args.name, version=args.bundle_version, description=args.description or None,
-            data=args.erase_data, framing=args.erase_framing or ["data"], refit=args.erase_refit))
+            data=args.erase_data, framing=args.erase_framing or ["data"], refit=args.erase_refit,
+            draws=DRAWS if args.erase_draws is None else args.erase_draws))
     if args.grey_lower is not None:
         from .grey_lower import grey_lower_bundle
 

@@ -31,6 +31,15 @@ _log = get_logger(__name__)
 
 #: faces run through the filter at a time (their float outputs are 48 KB each at 64×64)
 CHUNK = 512
+#: noise draws of a stochastic bundle's outputs averaged per training face before the eraser is fit
+DRAWS = 4
+
+
+def is_stochastic(bundle: Any) -> bool:
+    """Whether two runs of the bundle on one face can differ (a network's noise inputs, a lite filter's σ)."""
+    if bundle.kind == "lite":
+        return bool(np.any(bundle.maps["sigma"] != 0))
+    return bool(bundle.noise_inputs)
 
 
 def _data_configs(bundle: Any, data: Optional[Sequence[str]]) -> List[Dict[str, Any]]:
@@ -54,8 +63,9 @@ def _data_configs(bundle: Any, data: Optional[Sequence[str]]) -> List[Dict[str, 
     return configs
 
 
-def filter_outputs(source: Union[str, Path], images_rgb: np.ndarray, desc: str = "faces") -> np.ndarray:
-    """N×H×W×3 uint8 RGB faces → N×3×H×W float32: what the bundle's post-kernel receives for each."""
+def filter_outputs(source: Union[str, Path], images_rgb: np.ndarray, desc: str = "faces", seed: int = 0) -> np.ndarray:
+    """N×H×W×3 uint8 RGB faces → N×3×H×W float32: what the bundle's post-kernel receives for each (one draw of
+    a stochastic bundle's noise, from ``seed``)."""
     from tqdm.auto import tqdm
 
     from privsdk.filter import Filter
@@ -64,7 +74,7 @@ def filter_outputs(source: Union[str, Path], images_rgb: np.ndarray, desc: str =
 
     # onnxruntime on the CPU, as `privsdk eval` runs a bundle (a lite bundle has no network to run)
     backend = "auto" if load_bundle(source).kind == "lite" else "onnxruntime"
-    flt = Filter(str(source), backend=backend, regions="full", seed=0)
+    flt = Filter(str(source), backend=backend, regions="full", seed=seed)
     h, w = flt.input_size
     out = np.empty((len(images_rgb), 3, h, w), np.float32)
     for i in tqdm(range(0, len(images_rgb), CHUNK), desc=desc, unit="chunk"):
@@ -100,14 +110,18 @@ def _face_box(source: Union[str, Path]) -> Tuple[float, ...]:
 
 
 def training_outputs(source: Union[str, Path], data_config: Mapping[str, Any], secret: str,
-                     size: int, framing: str = "data"
+                     size: int, framing: str = "data", draws: int = 1
                      ) -> Tuple[Dict[str, np.ndarray], Dict[str, np.ndarray], Dict[str, Any]]:
     """The bundle's outputs and secret labels on the train and val splits of ``data_config``.
 
     ``framing="runtime"`` re-cuts every face first as ``Filter`` would cut it from a camera frame for this
     bundle (:mod:`privsdk.train.eval.framing`; the set's layout measured on its train split), so that the
-    eraser meets the class means of the faces a device feeds it, not of the set's own crops.
+    eraser meets the class means of the faces a device feeds it, not of the set's own crops. With
+    ``draws`` > 1 (a stochastic bundle) ``train`` is the mean of that many noise draws per face and
+    ``fresh`` one more draw of the same faces, on which the eraser's ridge is judged.
     """
+    if int(draws) < 1:
+        raise InputError(f"--erase-draws {draws}: expected a number of noise draws >= 1")
     from privsdk.train.data import load_dataset, make_splits
 
     ds = load_dataset(str(data_config["name"]), str(data_config["root"]), int(data_config.get("size", size)))
@@ -130,13 +144,23 @@ def training_outputs(source: Union[str, Path], data_config: Mapping[str, Any], s
     for split in ("train", "val"):
         idx = np.sort(splits[split])
         faces = ds.images[idx] if crop is None else crop_and_resize(ds.images[idx], crop)
-        outputs[split] = filter_outputs(source, faces, desc=f"filtering the {split} faces")
         labels[split] = np.asarray(ds.labels[secret])[idx]
+        if split == "val" or draws == 1:
+            outputs[split] = filter_outputs(source, faces, desc=f"filtering the {split} faces")
+            continue
+        total = filter_outputs(source, faces, desc=f"filtering the {split} faces, draw 1 of {draws}")
+        for seed in range(1, int(draws)):
+            total += filter_outputs(source, faces, desc=f"draw {seed + 1} of {draws}", seed=seed)
+        outputs[split] = total / np.float32(draws)
+        # another draw for judging the ridge, from a seed none of the averaged draws used
+        outputs["fresh"] = filter_outputs(source, faces, desc="a fresh draw", seed=int(draws))
     where = {"data": str(data_config["name"]), "root": str(data_config["root"]), "split": "train",
              "ridge_picked_on": "val", "split_seed": seed, "fractions": list(fractions),
              "faces": int(len(labels["train"])), "val_faces": int(len(labels["val"])),
              "framing": {"mode": "data"} if crop is None else
              {"mode": "runtime", "crop": [round(v, 4) for v in crop], "data_box": [round(v, 4) for v in data_box]}}
+    if draws > 1:
+        where["noise_draws"] = int(draws)
     return outputs, labels, where
 
 
@@ -170,7 +194,7 @@ def without_eraser(source: Union[str, Path], directory: Union[str, Path]) -> Pat
 def erase_bundle(source: Union[str, Path], output: Union[str, Path], name: Optional[str] = None,
                  version: Optional[str] = None, description: Optional[str] = None,
                  data: Optional[Sequence[str]] = None, framing: Union[str, Sequence[str]] = "data",
-                 refit: bool = False) -> Path:
+                 refit: bool = False, draws: int = DRAWS) -> Path:
     """Write ``output``: ``source``'s bundle with a linear eraser of its secret (see the module's docstring).
 
     Args:
@@ -188,6 +212,9 @@ def erase_bundle(source: Union[str, Path], output: Union[str, Path], name: Optio
             within :data:`SAME_FRAMING` (the set the filter was trained on) is fit once.
         refit: ``source`` has an eraser: drop it (:func:`without_eraser`) and fit a new one on the outputs it
             was fit on; the new bundle keeps ``source``'s name and version unless given.
+        draws: for a stochastic bundle, the noise draws averaged per training face; the ridge is then judged
+            by the class-mean difference left on one more draw (:func:`privsdk.train.erasure.fit_linear_eraser`).
+            A deterministic bundle is run once.
     """
     if isinstance(data, str):
         data = [data]
@@ -203,27 +230,29 @@ def erase_bundle(source: Union[str, Path], output: Union[str, Path], name: Optio
             return erase_bundle(parent, output, name=name or erased.name,
                                 version=version or str(erased.manifest.get("version")),
                                 description=description or erased.manifest.get("description"),
-                                data=data, framing=framings)
+                                data=data, framing=framings, draws=draws)
     bundle = load_bundle(source)
     if bundle.manifest.get("erase"):
         raise InputError(f"filter bundle {source} already erases its secret (its manifest has an erase section); "
                          "--erase-refit replaces its eraser with one fit afresh")
-    return _erase(bundle, source, output, name, version, description, data, framings)
+    return _erase(bundle, source, output, name, version, description, data, framings, draws)
 
 
 def _erase(bundle: Any, source: Union[str, Path], output: Union[str, Path], name: Optional[str],
            version: Optional[str], description: Optional[str], data: Optional[Sequence[str]],
-           framings: Tuple[str, ...]) -> Path:
+           framings: Tuple[str, ...], draws: int) -> Path:
     from privsdk.train.erasure import fit_linear_eraser
 
     if len(bundle.manifest["secret"]) != 1:
         raise InputError(f"filter bundle {source} names secrets {bundle.manifest['secret']}; the eraser is fit for "
                          "one secret, expected exactly one")
     secret = str(bundle.manifest["secret"][0])
-    train, val, labels, groups, fitted_on = [], [], [], [], []
+    draws = int(draws) if is_stochastic(bundle) else 1   # a deterministic filter gives the same outputs every run
+    train, fresh, val, labels, groups, fitted_on = [], [], [], [], [], []
     for config in _data_configs(bundle, data):
         for mode in framings:
-            outputs, secret_labels, where = training_outputs(source, config, secret, bundle.input_size[0], mode)
+            outputs, secret_labels, where = training_outputs(source, config, secret, bundle.input_size[0], mode,
+                                                             draws=draws)
             crop = where["framing"].get("crop")
             if crop is not None and "data" in framings and max(abs(c - f) for c, f in zip(crop, (0, 0, 1, 1))) \
                     <= SAME_FRAMING:
@@ -232,6 +261,7 @@ def _erase(bundle: Any, source: Union[str, Path], output: Union[str, Path], name
                 _log.info("%s: the runtime re-cut is its own crops to within %g; fit once", config["name"],
                           SAME_FRAMING)
             train.append(outputs["train"])
+            fresh.append(outputs.get("fresh"))
             val.append(outputs["val"])
             labels.append(secret_labels["train"])
             groups.append(np.full(len(secret_labels["train"]), len(fitted_on)))
@@ -242,8 +272,8 @@ def _erase(bundle: Any, source: Union[str, Path], output: Union[str, Path], name
     faces = sum(len(x) for x in labels)
     _log.info("fitting the eraser of %s on %d faces (%s)", secret, faces, ", ".join(w["data"] for w in fitted_on))
     fit = fit_linear_eraser(np.concatenate(train), np.concatenate(labels), np.concatenate(val),
-                            groups=np.concatenate(groups))
-    del train, val
+                            groups=np.concatenate(groups), fresh_outputs=None if draws == 1 else np.concatenate(fresh))
+    del train, fresh, val
     manifest = derived_manifest(
         bundle, "erase_secret", suffix="-erased", name=name, version=version, description=description,
         sentence=f"What is left of the {secret} that a linear model could read is projected out of every face "
@@ -251,7 +281,7 @@ def _erase(bundle: Any, source: Union[str, Path], output: Union[str, Path], name
     manifest["erase"] = {
         "file": ERASE, "secret": secret, "method": "LEACE (Belrose et al. 2023), closed form",
         "space": "the network's output (output.convention), before the post-kernel", **fit.describe(),
-        "fitted_on": fitted_on}
+        "noise_draws": draws, "fitted_on": fitted_on}
     extra = {k: v for k, v in bundle.files.items() if k not in (NORM, ONNX)}
     extra.update({NORM: bundle.files[NORM], ERASE: serialize_maps(fit.eraser.arrays())})
     out = write_bundle(output, manifest, bundle.maps, onnx_bytes=bundle.onnx_bytes, extra_files=extra)
@@ -260,4 +290,5 @@ def _erase(bundle: Any, source: Union[str, Path], output: Union[str, Path], name
     return out
 
 
-__all__ = ["FRAMINGS", "SAME_FRAMING", "erase_bundle", "filter_outputs", "training_outputs", "without_eraser"]
+__all__ = ["DRAWS", "FRAMINGS", "SAME_FRAMING", "erase_bundle", "filter_outputs", "is_stochastic", "training_outputs",
+           "without_eraser"]

@@ -69,6 +69,38 @@ def test_leace_meets_the_class_means_and_a_retrained_linear_model_falls_to_chanc
     assert fit.validation_rms_change[f"{fit.ridge:g}"] == min(fit.validation_rms_change.values())
 
 
+def test_a_stochastic_filter_is_erased_on_the_mean_of_draws_and_judged_on_a_fresh_one():
+    """Fit on one noise draw with the smallest-change ridge, the eraser reads along directions only the noise
+    varies in: it erases that draw's noise and leaves half the secret's mean shift on every later draw (what
+    `emotion` 0.10.0's eraser did, 0.057 left of 1.09). Fit on the mean of draws, the ridge judged on a fresh
+    draw, what is left is the fresh draws' own noise."""
+    from privsdk.train.erasure import FRESH_TOLERANCE, fit_linear_eraser
+
+    rng = np.random.default_rng(0)
+    n, d, k = 1000, 200, 30
+    y = rng.integers(0, 2, n)
+    face_directions = np.linalg.qr(rng.normal(size=(d, k)))[0].T      # faces vary in k of the d directions
+    faces = rng.normal(size=(n, k)) @ face_directions + 0.5 * y[:, None] * face_directions[0]
+    draw = lambda: (faces + 0.01 * rng.normal(size=(n, d))).astype(np.float32)   # noqa: E731
+    gap = lambda x: float(np.linalg.norm(x[y == 1].mean(0) - x[y == 0].mean(0)))   # noqa: E731
+    first, val = draw(), draw()
+    later = [draw() for _ in range(3)]
+    floor = max(gap(x - faces.astype(np.float32)) for x in later)      # the class-mean gap of the noise alone
+    one_draw = fit_linear_eraser(first, y, val)
+    assert gap(one_draw.eraser.apply(first.copy())) < 1e-3            # exact on the draw it was fit on ...
+    assert min(gap(one_draw.eraser.apply(x.copy())) for x in later) > 0.3 > 20 * floor   # ... not on the next
+    assert not one_draw.fresh_difference_left and "ridge_picked_by" not in one_draw.describe()
+    mean_of_draws = np.mean([draw() for _ in range(4)], axis=0)
+    fit = fit_linear_eraser(mean_of_draws, y, val, fresh_outputs=draw())
+    assert max(gap(fit.eraser.apply(x.copy())) for x in later) < 2 * floor
+    left = fit.fresh_difference_left
+    assert set(left) == set(fit.validation_rms_change) and left[f"{fit.ridge:g}"] <= FRESH_TOLERANCE * min(left.values())
+    assert left["0.0001"] > 10 * min(left.values())                  # the smallest ridge is the one that fails
+    assert "fresh noise draw" in fit.describe()["ridge_picked_by"]
+    with pytest.raises(InputError, match="fresh outputs"):
+        fit_linear_eraser(first, y, val, fresh_outputs=first[:10])
+
+
 def test_more_classes_take_one_direction_fewer_and_constant_values_are_left_alone():
     from privsdk.train.erasure import fit_linear_eraser
 
@@ -255,6 +287,8 @@ def test_export_erase_secret_fits_on_the_training_faces_and_keeps_the_filter(tmp
     erase = b.manifest["erase"]
     assert erase["secret"] == "smile" and erase["rank"] == 1 and erase["fitted_on"][0]["faces"] == 42
     assert erase["ridge"] in [float(k) for k in erase["validation_rms_change"]]
+    # a deterministic filter (σ = 0) gives the same outputs every run: run once, the ridge by the change alone
+    assert erase["noise_draws"] == 1 and "fresh_difference_left" not in erase
     # on the faces it was fit on, the erasing bundle's outputs no longer differ between the classes on average
     config = {"name": "smilesmiled", "root": str(tmp_path / "smiles")}
     before, labels, _ = training_outputs(source, config, "smile", 16)
@@ -288,12 +322,22 @@ def test_export_erase_secret_fits_on_the_training_faces_and_keeps_the_filter(tmp
     # two sets: the same faces twice stand for two sets; the eraser is fit within each
     two = erase_bundle(source, tmp_path / "two", data=[data, data])
     assert [w["faces"] for w in load_bundle(two).manifest["erase"]["fitted_on"]] == [42, 42]
+    # a stochastic one (σ > 0): the mean of the draws asked for, the ridge judged on one more draw
+    noisy = write_bundle(tmp_path / "noisy", manifest, tiny_bundles.lite_maps())
+    noisy_erase = load_bundle(erase_bundle(noisy, tmp_path / "noisy-out", data=data, draws=2)).manifest["erase"]
+    assert noisy_erase["noise_draws"] == 2 and noisy_erase["fitted_on"][0]["noise_draws"] == 2
+    assert set(noisy_erase["fresh_difference_left"]) == set(noisy_erase["validation_rms_change"])
+    assert "fresh noise draw" in noisy_erase["ridge_picked_by"]
+    with pytest.raises(InputError, match="noise draws >= 1"):
+        erase_bundle(noisy, tmp_path / "x", data=data, draws=0)
     # the CLI: the data a bundle's manifest names must be here, or be given
     assert main(["export", str(source), "--erase-secret", "-o", str(tmp_path / "cli")]) == 1
     assert "training data (None at None) is not here" in capsys.readouterr().err
     assert main(["export", str(source), "--erase-data", data]) == 1
     assert "give --erase-secret too" in capsys.readouterr().err
     assert main(["export", str(out), "--erase-refit", "-o", str(tmp_path / "cli")]) == 1
+    assert "give --erase-secret too" in capsys.readouterr().err
+    assert main(["export", str(source), "--erase-draws", "2", "-o", str(tmp_path / "cli")]) == 1
     assert "give --erase-secret too" in capsys.readouterr().err
     assert main(["export", str(out), "--erase-secret", "--erase-refit", "--erase-data", data,
                  "-o", str(tmp_path / "cli-refit")]) == 0

@@ -330,6 +330,11 @@ def test_export_erase_secret_fits_on_the_training_faces_and_keeps_the_filter(tmp
     assert "fresh noise draw" in noisy_erase["ridge_picked_by"]
     with pytest.raises(InputError, match="noise draws >= 1"):
         erase_bundle(noisy, tmp_path / "x", data=data, draws=0)
+    # by default one draw, as every shipped eraser was fit (the option costs the CNN attacker on emotion)
+    assert load_bundle(erase_bundle(noisy, tmp_path / "noisy-1", data=data)).manifest["erase"]["noise_draws"] == 1
+    assert main(["export", str(noisy), "--erase-secret", "--erase-draws", "3", "--erase-data", data,
+                 "-o", str(tmp_path / "noisy-cli")]) == 0
+    assert load_bundle(tmp_path / "noisy-cli").manifest["erase"]["noise_draws"] == 3
     # the CLI: the data a bundle's manifest names must be here, or be given
     assert main(["export", str(source), "--erase-secret", "-o", str(tmp_path / "cli")]) == 1
     assert "training data (None at None) is not here" in capsys.readouterr().err

@@ -54,6 +54,15 @@ def test_cli_average_frames_scores_stochastic_filters_as_a_mean_of_frames(csv_se
     assert results["noise:64 (mean of 4 frames)"]["filter"]["frames_averaged"] == 4
 
 
+def test_cli_held_out_attacker_trains_on_the_val_split(csv_set, tmp_path):
+    out = tmp_path / "eval"
+    assert main(["-q", "eval", "--filter", "identity", "--data", f"csv={csv_set}", "--size", "24", "--attackers",
+                 "linear", "--identity", "off", "--quick", "--held-out-attacker", "--out", str(out)]) == 0
+    data = read_report(out)["data"]
+    assert data["sizes"] == {"train": 12, "val": 6, "test": 6}             # 80 faces: val 12, test halved
+    assert "val split" in data["held_out"]["attackers_trained_on"]
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--filter", "blur:2"], "--data NAME=PATH is required"),
     (["--data", "csv=x.csv"], "nothing to evaluate"),

@@ -9,6 +9,7 @@ regression on pixels fit to convergence) run.
 import numpy as np
 import pytest
 
+from privsdk.errors import InputError
 from privsdk.train.eval import EvalData, ProtocolSettings, baseline, evaluate
 from privsdk.train.eval.filters import FilterUnderEval
 from privsdk.train.eval.protocol import Evaluator, stratified_split
@@ -109,6 +110,26 @@ def test_cross_set_data_trains_on_one_set_and_tests_on_the_other(lfw_faces):
     small = data.subset(6, seed=0)
     assert all(len(small.images[s]) <= 7 for s in ("train", "val", "test"))
     assert set(small.labels["train"]["smile"]) == {0, 1}
+
+
+def test_held_out_attackers_train_on_faces_no_filter_stage_was_fit_on(lfw_faces):
+    faces = np.repeat(lfw_faces[:80, ..., None], 3, axis=3)
+    data = EvalData.from_arrays("set", faces, {"smile": np.arange(80) % 2, "yaw": np.arange(80.0)}, "smile",
+                                fractions=(0.5, 0.25, 0.25), seed=0)
+    held = data.held_out(seed=0)
+    assert np.array_equal(held.images["train"], data.images["val"])        # the filter's training faces are gone
+    assert np.array_equal(held.labels["train"]["yaw"], data.labels["val"]["yaw"])
+    info = held.info["held_out"]
+    first, second = info["val_from_test"], info["test_from_test"]
+    assert sorted(first + second) == list(range(20)) and not set(first) & set(second)
+    assert np.array_equal(held.images["val"], data.images["test"][first])
+    assert np.array_equal(held.labels["test"]["yaw"], data.labels["test"]["yaw"][second])
+    for split in ("val", "test"):                                            # both halves keep both classes
+        assert set(held.labels[split]["smile"]) == {0, 1}
+    assert held.describe()["sizes"] == {"train": 20, "val": 10, "test": 10}
+    assert "val split" in held.describe()["held_out"]["attackers_trained_on"]
+    with pytest.raises(InputError, match="at least 4"):
+        data.subset(1).held_out()
 
 
 def test_sgd_attackers_are_restarted_and_the_lowest_validation_loss_kept(trivial):

@@ -125,6 +125,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "where its noisy validation loss dipped")
     parser.add_argument("--limit", type=int, default=None, metavar="N",
                         help="at most N images per split (stratified), for faster runs")
+    parser.add_argument("--held-out-attacker", action="store_true",
+                        help="train the attackers on the val split (faces the filter's network and eraser were never "
+                             "fit on), early-stop them on half the test split and score them on the other half; the "
+                             "protocol's attackers train on the filter's own training faces, which can flatter a "
+                             "fitted stage (docs/design-changes.md #22)")
     parser.add_argument("--max-epochs", type=int, default=None,
                         help="epoch cap of every model (default: 100; quick: 4); a model that reaches it is named "
                              "'not saturated' in the report")
@@ -315,6 +320,8 @@ def main(args: argparse.Namespace) -> int:
     limit = args.limit if args.limit is not None else (200 if args.quick else None)
     if limit:
         data = data.subset(limit, seed=args.split_seed)
+    if args.held_out_attacker:
+        data = data.held_out(seed=args.split_seed)
     if args.framing == "runtime":
         from .framing import frame_as_runtime
 

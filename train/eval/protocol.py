@@ -145,6 +145,32 @@ class EvalData:
             kept[s] = idx.tolist()
         return EvalData(self.name, self.secret, images, labels, {**self.info, "subset": kept})
 
+    def held_out(self, seed: int = 0) -> "EvalData":
+        """The attackers' faces moved off the filter's training split (``privsdk eval --held-out-attacker``).
+
+        The protocol trains its attackers on the filtered *training* images: the faces a filter's network
+        was trained on and its closed-form stages (the linear eraser) were fit on. A stage fit so can hide
+        the secret on those faces better than on any other, and an attacker with faces of their own does
+        not train on ours (``docs/design-changes.md`` #22). Here the attackers train on the validation
+        split, are early-stopped on one stratified half of the test split and scored on the other half.
+        """
+        rng = np.random.default_rng(seed)
+        y = np.asarray(self.labels["test"][self.secret])
+        if len(y) < 4:
+            raise InputError(f"EvalData {self.name}: --held-out-attacker halves the test split, which has {len(y)} "
+                             "images; expected at least 4")
+        first = np.sort(np.concatenate([rng.permutation(np.flatnonzero(y == c))[: (int(np.sum(y == c)) + 1) // 2]
+                                        for c in np.unique(y)]))
+        second = np.setdiff1d(np.arange(len(y)), first)
+        picks = {"train": ("val", slice(None)), "val": ("test", first), "test": ("test", second)}
+        images = {s: self.images[src][idx] for s, (src, idx) in picks.items()}
+        labels = {s: {k: np.asarray(v)[idx] for k, v in self.labels[src].items()} for s, (src, idx) in picks.items()}
+        info = {**self.info, "held_out": {
+            "attackers_trained_on": "the val split: faces no filter stage was fit on",
+            "early_stopped_on": "one stratified half of the test split", "scored_on": "the other half",
+            "seed": seed, "val_from_test": first.tolist(), "test_from_test": second.tolist()}}
+        return EvalData(self.name, self.secret, images, labels, info)
+
     def describe(self) -> Dict[str, Any]:
         y = {s: self.labels[s][self.secret].astype(np.int64) for s in SPLITS}
         return {"name": self.name, "secret": self.secret, "image_size": list(self.images["train"].shape[1:3]),

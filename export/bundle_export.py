@@ -40,7 +40,7 @@ from privsdk.log import get_logger
 from . import parity
 from .checkpoint import build_module, norm_arrays, read_checkpoint
 from .onnx_graph import DEFAULT_OPSET, IMAGE_INPUT, OUTPUT, check_onnx, export_onnx, ort_session
-from .report import check_report_matches
+from .report import check_report_matches, warn_if_fewer_training_faces
 from .variants import FP16_FILE, export_fp16, simplify
 
 _log = get_logger(__name__)
@@ -335,6 +335,7 @@ def export_filter(module: Any, ckpt: Mapping[str, Any], out_dir: Union[str, Path
     manifest["export"] = jsonable(export_info)
     if options.report is not None:
         check_report_matches(options.report, files, options.report_source, str(out_dir))
+        warn_if_fewer_training_faces(options.report, options.report_source)
         manifest["evaluation"] = dict(options.report)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Callable, Dict, Mapping, Union
+from typing import Any, Callable, Dict, Mapping, Optional, Union
 
 from privsdk.bundle import MANIFEST, NORM, ONNX, load_bundle, write_bundle
 from privsdk.errors import BundleError, InputError
@@ -75,10 +75,41 @@ def check_report_matches(report: Mapping[str, Any], bundle_files: Mapping[str, s
                            "('privsdk export BUNDLE --report REPORT')")
 
 
+def fewer_training_faces(report: Mapping[str, Any]) -> Optional[str]:
+    """Why the report's attackers trained on less than the whole train split, or ``None`` when they did not.
+
+    ``privsdk eval --limit N`` (a subset, for CPU time) and ``--held-out-attacker`` (the validation faces) both
+    make weaker attackers than the protocol's, and a weaker attacker makes a filter look more private
+    (docs/design-changes.md #21: ``emotion`` 0.10.0 read 0.528 on 2,000 training faces, 0.606 on all 9,215).
+    """
+    data = report.get("data") if isinstance(report, Mapping) else None
+    if not isinstance(data, Mapping):
+        return None
+    train = (data.get("sizes") or {}).get("train")
+    if "subset" in data:
+        return f"its attackers trained on {train} faces, a subset of the train split ('privsdk eval --limit')"
+    if "held_out" in data:
+        return f"its attackers trained on the {train} validation faces ('privsdk eval --held-out-attacker')"
+    return None
+
+
+def warn_if_fewer_training_faces(report: Mapping[str, Any], source: str = "<report>") -> None:
+    """Log one warning when :func:`fewer_training_faces` finds the report's attackers weaker than the protocol's."""
+    weaker = fewer_training_faces(report)
+    if weaker:
+        _log.warning("evaluation report %s: %s, so its numbers read a weaker attacker than the protocol's; "
+                     "a bundle to ship embeds a report on the whole train split", source, weaker)
+
+
 def embed_report(bundle_dir: Union[str, Path], report: Mapping[str, Any], source: str = "<report>") -> Path:
-    """Write ``report`` under ``evaluation`` in the bundle's manifest; every other file stays byte-identical."""
+    """Write ``report`` under ``evaluation`` in the bundle's manifest; every other file stays byte-identical.
+
+    A report whose attackers trained on less than the whole train split is embedded with a warning: its
+    numbers read a weaker attacker than the protocol's.
+    """
     def put(manifest: Dict[str, Any], bundle: Any) -> None:
         check_report_matches(report, bundle.manifest["files"], source, str(bundle_dir))
+        warn_if_fewer_training_faces(report, source)
         manifest["evaluation"] = dict(report)
 
     rewrite_manifest(bundle_dir, put, "embedding a report")

@@ -81,6 +81,33 @@ def test_export_with_report_of_a_previous_export(unet_export, tmp_path):
     assert not (tmp_path / "c").exists()  # nothing written on refusal
 
 
+def test_a_report_of_weaker_attackers_is_embedded_with_a_warning(unet_export, tmp_path, caplog, monkeypatch):
+    """A report whose attackers trained on a subset (``--limit``) or on the validation faces reads a weaker
+    attacker than the protocol's (docs/design-changes.md #21): embedding it says so."""
+    import logging
+
+    from privsdk.export.report import fewer_training_faces
+
+    bundle_dir = _copy(unet_export[2].directory, tmp_path)
+    files = json.loads((bundle_dir / "filter.json").read_text())["files"]
+    whole = {"filter": {"files": {"filter.onnx": files["filter.onnx"], "norm.npz": files["norm.npz"]}},
+             "data": {"sizes": {"train": 9215, "val": 1975, "test": 1975}, "split": {"train": [0]}}}
+    subset = {**whole, "data": {**whole["data"], "sizes": {"train": 2000}, "subset": {"train": [0]}}}
+    held_out = {**whole, "data": {**whole["data"], "sizes": {"train": 1975}, "held_out": {"test": [0]}}}
+    assert fewer_training_faces(whole) is None and fewer_training_faces({}) is None
+    assert "2000 faces, a subset" in fewer_training_faces(subset)
+    assert "1975 validation faces" in fewer_training_faces(held_out)
+    monkeypatch.setattr(logging.getLogger("privsdk"), "propagate", True)  # the CLI's configure() turns it off
+    for report, warned in ((whole, False), (subset, True), (held_out, True)):
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="privsdk"):
+            embed_report(bundle_dir, report, source="eval.json")
+        assert load_bundle(bundle_dir).manifest["evaluation"] == report
+        warnings = {r.getMessage() for r in caplog.records if r.levelname == "WARNING"}
+        assert bool(warnings) == warned, warnings
+        assert all("weaker attacker" in w and "whole train split" in w for w in warnings)
+
+
 def _scaled_graph(data: bytes, factor: float) -> bytes:
     """The same graph with its output multiplied by ``factor`` (a simplifier that broke the network)."""
     import onnx

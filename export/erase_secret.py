@@ -38,13 +38,6 @@ CHUNK = 512
 DRAWS = 1
 
 
-def is_stochastic(bundle: Any) -> bool:
-    """Whether two runs of the bundle on one face can differ (a network's noise inputs, a lite filter's σ)."""
-    if bundle.kind == "lite":
-        return bool(np.any(bundle.maps["sigma"] != 0))
-    return bool(bundle.noise_inputs)
-
-
 def _data_configs(bundle: Any, data: Optional[Sequence[str]]) -> List[Dict[str, Any]]:
     """One data config per set to fit on: the manifest's, or each ``NAME=ROOT`` of ``data`` with its split."""
     recorded = dict(((bundle.manifest.get("training") or {}).get("config") or {}).get("data") or {})
@@ -250,7 +243,7 @@ def _erase(bundle: Any, source: Union[str, Path], output: Union[str, Path], name
         raise InputError(f"filter bundle {source} names secrets {bundle.manifest['secret']}; the eraser is fit for "
                          "one secret, expected exactly one")
     secret = str(bundle.manifest["secret"][0])
-    draws = int(draws) if is_stochastic(bundle) else 1   # a deterministic filter gives the same outputs every run
+    draws = int(draws) if bundle.stochastic else 1   # a deterministic filter gives the same outputs every run
     train, fresh, val, labels, groups, fitted_on = [], [], [], [], [], []
     for config in _data_configs(bundle, data):
         for mode in framings:
@@ -293,5 +286,5 @@ def _erase(bundle: Any, source: Union[str, Path], output: Union[str, Path], name
     return out
 
 
-__all__ = ["DRAWS", "FRAMINGS", "SAME_FRAMING", "erase_bundle", "filter_outputs", "is_stochastic", "training_outputs",
+__all__ = ["DRAWS", "FRAMINGS", "SAME_FRAMING", "erase_bundle", "filter_outputs", "training_outputs",
            "without_eraser"]

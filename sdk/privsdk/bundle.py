@@ -128,6 +128,11 @@ class Bundle:
         onnx = self.manifest.get("onnx") or {}
         return list(onnx.get("noise_inputs", []))
 
+    @property
+    def stochastic(self) -> bool:
+        """Whether two runs on one face can differ: the fused kernel's σ maps, or the network's noise inputs."""
+        return bool(self.noise_inputs) or bool(np.any(np.asarray(self.maps["sigma"]) != 0))
+
 
 def _fail(source: str, what: str) -> BundleError:
     return BundleError(f"filter bundle {source}: {what}")

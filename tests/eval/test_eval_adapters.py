@@ -67,6 +67,24 @@ def test_unet_bundle_through_onnxruntime(tmp_path):
     assert set(f.info["files"]) == {"filter.onnx", "norm.npz"}
     x = _images()
     assert np.array_equal(f(x), x)
+    assert f.stochastic   # it has a noise input: attackers re-filter their faces every epoch
+
+    # the same network without its noise input gives the same output every run: filtered once
+    plain = helper.make_graph([helper.make_node("Identity", ["image"], ["filtered"])], "plain",
+                              [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 3, H, W])],
+                              [helper.make_tensor_value_info("filtered", TensorProto.FLOAT, ["N", 3, H, W])])
+    path = write_bundle(tmp_path / "plain", _manifest("unet", dict(onnx_section, noise_inputs=[])),
+                        {"scale": ones, "shift": zeros, "sigma": zeros},
+                        onnx_bytes=helper.make_model(plain, opset_imports=[helper.make_opsetid("", 17)])
+                        .SerializeToString())
+    g = bundle_filter(str(path))
+    assert not g.stochastic and np.array_equal(g(x), x)
+    # noise in the fused kernel's σ maps makes even that network stochastic
+    path = write_bundle(tmp_path / "noisy-input", _manifest("unet", dict(onnx_section, noise_inputs=[])),
+                        {"scale": ones, "shift": zeros, "sigma": ones * 0.1},
+                        onnx_bytes=helper.make_model(plain, opset_imports=[helper.make_opsetid("", 17)])
+                        .SerializeToString())
+    assert bundle_filter(str(path)).stochastic
 
 
 def test_checkpoint_adapters_lite_and_unet(tmp_path):

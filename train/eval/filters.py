@@ -317,8 +317,7 @@ def bundle_filter(path: str) -> FilterUnderEval:
         info["level_head"] = b.level_head
     if b.manifest.get("erase"):   # and its output passes through the bundle's linear eraser of the secret
         info["erase"] = {k: v for k, v in b.manifest["erase"].items() if k != "validation_rms_change"}
-    stochastic = b.kind != "lite" or bool(np.any(b.maps["sigma"] != 0))   # as for checkpoints, above
-    return FilterUnderEval(b.name, fn, stochastic, f"bundle-{b.kind}", None, info)
+    return FilterUnderEval(b.name, fn, b.stochastic, f"bundle-{b.kind}", None, info)
 
 
 def levelled(flt: FilterUnderEval, bundle_path: str) -> FilterUnderEval:

@@ -47,6 +47,8 @@ class FilterInfo:
     input_size: tuple
     #: Headline numbers from the manifest's evaluation report (may be empty).
     numbers: Dict[str, Any] = field(default_factory=dict)
+    #: What those numbers were measured on, in words (empty without a report).
+    measured_on: str = ""
 
 
 def _read_manifest(path: Path) -> Dict[str, Any]:
@@ -82,6 +84,31 @@ def headline_numbers(manifest: Dict[str, Any]) -> Dict[str, Any]:
     return _flatten_numbers(evaluation)
 
 
+def measured_on(manifest: Dict[str, Any]) -> str:
+    """What the manifest's evaluation measured, in words: the test faces, and what its attackers trained on.
+
+    The attackers' training set changes the figures (a subset or other faces make a weaker attacker), so a
+    number is shown with it: ``"smilesmiled test split (1975 faces); attackers trained on smilesmiled's 9215
+    training faces, attacker seed 0"``.
+    """
+    evaluation = manifest.get("evaluation")
+    data = evaluation.get("data") if isinstance(evaluation, dict) else None
+    if not isinstance(data, dict):
+        return ""
+    sizes = data.get("sizes") or {}
+    train, test = sizes.get("train"), sizes.get("test")
+    tested = data.get("test_set") or data.get("name", "?")
+    trained = data.get("train_set") or tested
+    if "subset" in data:
+        attackers = f"attackers trained on {train} of {trained}'s training faces (a subset)"
+    elif "held_out" in data:
+        attackers = f"attackers trained on {trained}'s {train} validation faces"
+    else:
+        attackers = f"attackers trained on {trained}'s {train} training faces"
+    seed = ((evaluation.get("protocol") or {}).get("settings") or {}).get("seed")
+    return f"{tested} test split ({test} faces); {attackers}" + (f", attacker seed {seed}" if seed is not None else "")
+
+
 def _candidates() -> Dict[str, Path]:
     found: Dict[str, Path] = {}
     if not FILTERS_DIR.is_dir():
@@ -108,7 +135,7 @@ def filters() -> List[FilterInfo]:
                                     version=str(m.get("version", "?")), description=str(m.get("description", "")),
                                     secret=list(m.get("secret", [])), utility=list(m.get("utility", [])),
                                     input_size=(inp.get("height"), inp.get("width")),
-                                    numbers=headline_numbers(m)))
+                                    numbers=headline_numbers(m), measured_on=measured_on(m)))
         except Exception as exc:  # a broken bundled filter must not hide the others
             _log.warning("bundled filter %s has an unreadable manifest (%s); skipping it", path, exc)
     return infos

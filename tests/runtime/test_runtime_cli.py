@@ -87,10 +87,37 @@ def test_demo_without_the_bundled_filter_lists_what_is_there(capsys):
 
 
 def test_filters_command_lists_bundled_filters(capsys):
-    assert main(["filters"]) == 0
+    import json
+
+    from privsdk.registry import available_names
+
     assert main(["filters", "--json"]) == 0
+    listed = {f["name"]: f for f in json.loads(capsys.readouterr().out)}
+    assert set(listed) == set(available_names())
+    assert main(["filters"]) == 0
     text = capsys.readouterr().out
-    assert "[" in text
+    for name, f in listed.items():
+        assert f"{name}  {f['version']}" in text
+        # each number is shown with what it was measured on: the test faces and the attackers' training faces
+        assert f["measured_on"] and f"measured on {f['measured_on']}:" in text
+        assert "training faces, attacker seed 0" in f["measured_on"]
+
+
+def test_measured_on_says_what_the_attackers_trained_on():
+    from privsdk.registry import measured_on
+
+    def manifest(**data):
+        sizes = {"train": 9215, "val": 1975, "test": 1975}
+        return {"evaluation": {"data": {"name": "smilesmiled", "sizes": sizes, **data},
+                               "protocol": {"settings": {"seed": 3}}}}
+
+    assert measured_on({}) == measured_on({"evaluation": None}) == ""
+    assert measured_on(manifest()) == ("smilesmiled test split (1975 faces); attackers trained on smilesmiled's "
+                                       "9215 training faces, attacker seed 3")
+    assert "(a subset)" in measured_on(manifest(subset={"train": [0]}))
+    assert "smilesmiled's 9215 validation faces" in measured_on(manifest(held_out={"test": [0]}))
+    cross = measured_on(manifest(train_set="smilesmiled", test_set="genki4k"))
+    assert cross.startswith("genki4k test split") and "smilesmiled's 9215 training faces" in cross
 
 
 def test_run_copies_sound_only_when_asked(bundle, tmp_path, astronaut_bgr):

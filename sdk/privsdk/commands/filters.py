@@ -25,7 +25,7 @@ def main(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([{"name": f.name, "kind": f.kind, "version": f.version, "secret": f.secret,
                            "utility": f.utility, "input_size": list(f.input_size), "path": str(f.path),
-                           "numbers": f.numbers} for f in infos], indent=2))
+                           "numbers": f.numbers, "measured_on": f.measured_on} for f in infos], indent=2))
         return 0
     if not infos:
         print(f"no filters are bundled with this privsdk (looked in {FILTERS_DIR}); "
@@ -37,6 +37,8 @@ def main(args: argparse.Namespace) -> int:
               f"keeps {', '.join(f.utility) or '?'}")
         if f.description:
             print(f"    {f.description}")
+        if f.measured_on:
+            print(f"    measured on {f.measured_on}:")
         for key, value in f.numbers.items():
             print(f"    {key:<48} {value:.4g}" if isinstance(value, float) else f"    {key:<48} {value}")
         if not f.numbers:

@@ -21,6 +21,7 @@ from typing import Any, Callable, Dict, Mapping, Optional, Union
 from privsdk.bundle import MANIFEST, NORM, ONNX, load_bundle, write_bundle
 from privsdk.errors import BundleError, InputError
 from privsdk.log import get_logger
+from privsdk.registry import attackers_trained_on
 
 _log = get_logger(__name__)
 
@@ -82,13 +83,11 @@ def fewer_training_faces(report: Mapping[str, Any]) -> Optional[str]:
     make weaker attackers than the protocol's, and a weaker attacker makes a filter look more private
     (docs/design-changes.md #21: ``emotion`` 0.10.0 read 0.528 on 2,000 training faces, 0.606 on all 9,215).
     """
-    data = report.get("data") if isinstance(report, Mapping) else None
-    if not isinstance(data, Mapping):
-        return None
-    train = (data.get("sizes") or {}).get("train")
-    if "subset" in data:
+    faces = attackers_trained_on(dict(report) if isinstance(report, Mapping) else report)
+    train = ((report.get("data") or {}).get("sizes") or {}).get("train") if faces else None
+    if faces == "subset":
         return f"its attackers trained on {train} faces, a subset of the train split ('privsdk eval --limit')"
-    if "held_out" in data:
+    if faces == "validation":
         return f"its attackers trained on the {train} validation faces ('privsdk eval --held-out-attacker')"
     return None
 

@@ -84,6 +84,16 @@ def headline_numbers(manifest: Dict[str, Any]) -> Dict[str, Any]:
     return _flatten_numbers(evaluation)
 
 
+def attackers_trained_on(report: Any) -> str:
+    """Which faces an evaluation report's attackers trained on: ``"training"`` (the whole train split, the
+    protocol's), ``"subset"`` (``privsdk eval --limit``), ``"validation"`` (``--held-out-attacker``), or ``""``
+    when the report does not say. The first makes the strongest attacker: a figure is read with it."""
+    data = report.get("data") if isinstance(report, dict) else None
+    if not isinstance(data, dict):
+        return ""
+    return "subset" if "subset" in data else "validation" if "held_out" in data else "training"
+
+
 def measured_on(manifest: Dict[str, Any]) -> str:
     """What the manifest's evaluation measured, in words: the test faces, and what its attackers trained on.
 
@@ -92,19 +102,17 @@ def measured_on(manifest: Dict[str, Any]) -> str:
     training faces, attacker seed 0"``.
     """
     evaluation = manifest.get("evaluation")
-    data = evaluation.get("data") if isinstance(evaluation, dict) else None
-    if not isinstance(data, dict):
+    faces = attackers_trained_on(evaluation)
+    if not faces:
         return ""
+    data = evaluation["data"]
     sizes = data.get("sizes") or {}
     train, test = sizes.get("train"), sizes.get("test")
     tested = data.get("test_set") or data.get("name", "?")
     trained = data.get("train_set") or tested
-    if "subset" in data:
-        attackers = f"attackers trained on {train} of {trained}'s training faces (a subset)"
-    elif "held_out" in data:
-        attackers = f"attackers trained on {trained}'s {train} validation faces"
-    else:
-        attackers = f"attackers trained on {trained}'s {train} training faces"
+    attackers = {"subset": f"attackers trained on {train} of {trained}'s training faces (a subset)",
+                 "validation": f"attackers trained on {trained}'s {train} validation faces",
+                 "training": f"attackers trained on {trained}'s {train} training faces"}[faces]
     seed = ((evaluation.get("protocol") or {}).get("settings") or {}).get("seed")
     return f"{tested} test split ({test} faces); {attackers}" + (f", attacker seed {seed}" if seed is not None else "")
 

@@ -83,7 +83,7 @@ def fewer_training_faces(report: Mapping[str, Any]) -> Optional[str]:
     make weaker attackers than the protocol's, and a weaker attacker makes a filter look more private
     (docs/design-changes.md #21: ``emotion`` 0.10.0 read 0.528 on 2,000 training faces, 0.606 on all 9,215).
     """
-    faces = attackers_trained_on(dict(report) if isinstance(report, Mapping) else report)
+    faces = attackers_trained_on(report)
     train = ((report.get("data") or {}).get("sizes") or {}).get("train") if faces else None
     if faces == "subset":
         return f"its attackers trained on {train} faces, a subset of the train split ('privsdk eval --limit')"

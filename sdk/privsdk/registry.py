@@ -19,7 +19,7 @@ import json
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, Dict, List, Mapping, Optional, Union
 
 from .bundle import MANIFEST
 from .errors import BundleError
@@ -88,8 +88,8 @@ def attackers_trained_on(report: Any) -> str:
     """Which faces an evaluation report's attackers trained on: ``"training"`` (the whole train split, the
     protocol's), ``"subset"`` (``privsdk eval --limit``), ``"validation"`` (``--held-out-attacker``), or ``""``
     when the report does not say. The first makes the strongest attacker: a figure is read with it."""
-    data = report.get("data") if isinstance(report, dict) else None
-    if not isinstance(data, dict):
+    data = report.get("data") if isinstance(report, Mapping) else None
+    if not isinstance(data, Mapping):
         return ""
     return "subset" if "subset" in data else "validation" if "held_out" in data else "training"
 

@@ -168,14 +168,13 @@ def _face_crop(ckpt: Mapping[str, Any]) -> Optional[Dict[str, Any]]:
                      "none, so the runtime frames faces with its default margin", roots)
         return None
     from privsdk.regions.crop_layout import MAX_FACES, measure_face_crop
-    from privsdk.train.data import load_dataset, make_splits
+    from privsdk.train.data import config_splits, load_dataset
 
     seed = int(cfg.get("split_seed", 0))
     sets = []
     for name, root in roots:
         ds = load_dataset(name, root, int(cfg.get("size", 64)))
-        train = make_splits(ds, stratify=cfg.get("secret", "smile"),
-                            fractions=tuple(cfg.get("fractions", (0.7, 0.15, 0.15))), seed=seed)["train"]
+        train = config_splits(ds, cfg)["train"]
         sets.append((ds, train))
     # a sample of the training faces, each set in its share of training (a copy of all of them could be GBs)
     total = sum(len(train) for _, train in sets)

@@ -118,7 +118,7 @@ def training_outputs(source: Union[str, Path], data_config: Mapping[str, Any], s
     """
     if int(draws) < 1:
         raise InputError(f"--erase-draws {draws}: expected a number of noise draws >= 1")
-    from privsdk.train.data import load_dataset, make_splits
+    from privsdk.train.data import config_splits, load_dataset
 
     ds = load_dataset(str(data_config["name"]), str(data_config["root"]), int(data_config.get("size", size)))
     if secret not in ds.labels:
@@ -127,7 +127,7 @@ def training_outputs(source: Union[str, Path], data_config: Mapping[str, Any], s
     fractions = tuple(float(f) for f in data_config.get("fractions", (0.7, 0.15, 0.15)))
     seed = int(data_config.get("split_seed", 0))
     _framings(framing)
-    splits = make_splits(ds, stratify=secret, fractions=fractions, seed=seed)
+    splits = config_splits(ds, data_config, secret)   # the network's own training faces (data.train_share)
     crop = None
     if framing == "runtime":
         from privsdk.train.eval.framing import crop_and_resize, runtime_framing
@@ -155,6 +155,8 @@ def training_outputs(source: Union[str, Path], data_config: Mapping[str, Any], s
              "faces": int(len(labels["train"])), "val_faces": int(len(labels["val"])),
              "framing": {"mode": "data"} if crop is None else
              {"mode": "runtime", "crop": [round(v, 4) for v in crop], "data_box": [round(v, 4) for v in data_box]}}
+    if data_config.get("train_share") is not None:
+        where["train_share"] = float(data_config["train_share"])
     if draws > 1:
         where["noise_draws"] = int(draws)
     return outputs, labels, where

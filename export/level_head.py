@@ -36,7 +36,7 @@ def training_template(data_config: Mapping[str, Any], size: int) -> Dict[str, An
 
     Returns ``{"template": array, "source": {...}}``, the source saying which faces it is the mean of.
     """
-    from privsdk.train.data import load_dataset, make_splits
+    from privsdk.train.data import config_splits, load_dataset
 
     name, root = data_config.get("name"), data_config.get("root")
     if not name or not root or not Path(str(root)).exists():
@@ -45,14 +45,16 @@ def training_template(data_config: Mapping[str, Any], size: int) -> Dict[str, An
     ds = load_dataset(str(name), str(root), int(data_config.get("size", size)))
     fractions = tuple(float(f) for f in data_config.get("fractions", (0.7, 0.15, 0.15)))
     seed = int(data_config.get("split_seed", 0))
-    train = make_splits(ds, stratify=data_config.get("secret", "smile"), fractions=fractions, seed=seed)["train"]
+    train = config_splits(ds, data_config)["train"]
     total = np.zeros(ds.images.shape[1:3], np.float64)
     for i in range(0, len(train), 1024):   # in chunks: the float copy of a whole set would be GBs
         total += grey01_batch(ds.images[np.sort(train[i:i + 1024])]).sum(axis=0)
     template = (total / len(train)).astype(np.float32)
     return {"template": template,
             "source": {"data": str(name), "root": str(root), "split": "train", "split_seed": seed,
-                       "fractions": list(fractions), "faces": int(len(train)), "what": "mean grey face"}}
+                       "fractions": list(fractions), "faces": int(len(train)), "what": "mean grey face",
+                       **({"train_share": float(data_config["train_share"])}
+                          if data_config.get("train_share") is not None else {})}}
 
 
 def grey01_batch(images: np.ndarray) -> np.ndarray:

@@ -79,8 +79,9 @@ def check_report_matches(report: Mapping[str, Any], bundle_files: Mapping[str, s
 def fewer_training_faces(report: Mapping[str, Any]) -> Optional[str]:
     """Why the report's attackers trained on less than the whole train split, or ``None`` when they did not.
 
-    ``privsdk eval --limit N`` (a subset, for CPU time) and ``--held-out-attacker`` (the validation faces) both
-    make weaker attackers than the protocol's, and a weaker attacker makes a filter look more private
+    ``privsdk eval --limit N`` (a subset, for CPU time), ``--held-out-attacker`` (the validation faces) and
+    ``--train-share`` / ``--held-back-attacker`` (part of the train split) all make weaker attackers than the
+    protocol's, and a weaker attacker makes a filter look more private
     (docs/design-changes.md #21: ``emotion`` 0.10.0 read 0.528 on 2,000 training faces, 0.606 on all 9,215).
     """
     faces = attackers_trained_on(report)
@@ -89,6 +90,11 @@ def fewer_training_faces(report: Mapping[str, Any]) -> Optional[str]:
         return f"its attackers trained on {train} faces, a subset of the train split ('privsdk eval --limit')"
     if faces == "validation":
         return f"its attackers trained on the {train} validation faces ('privsdk eval --held-out-attacker')"
+    if faces == "share":
+        return f"its attackers trained on {train} faces, a share of the train split ('privsdk eval --train-share')"
+    if faces == "held back":
+        return (f"its attackers trained on the {train} training faces a filter's training held back "
+                "('privsdk eval --held-back-attacker')")
     return None
 
 

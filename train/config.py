@@ -38,6 +38,9 @@ class DataConfig:
     split_seed: int = 0
     cache_dir: Optional[str] = None
     limit: Optional[int] = None
+    # The share of each set's train split the filter is fit on (stratified, `privsdk.train.data.hold_back`); the rest
+    # is held back, seen by no stage, for attackers with faces of their own (`privsdk eval --held-back-attacker`).
+    train_share: Optional[float] = None
     # More sets trained on with the first, each {name, root} and optionally framing: runtime (its faces re-cut as the
     # first set's sit in the runtime's Haar box: as `Filter` cuts camera faces for the filter; default: its own crops).
     # Each is split on its own (same fractions and seed, as `privsdk eval` splits it) and only train/val parts are

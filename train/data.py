@@ -35,7 +35,7 @@ import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -407,6 +407,54 @@ def make_splits(ds: FaceSet, stratify: Optional[str] = None,
         out["val"].append(g[n_train:n_train + n_val])
         out["test"].append(g[n_train + n_val:])
     return {k: np.sort(np.concatenate(v)).astype(np.int64) for k, v in out.items()}
+
+
+def hold_back(splits: Dict[str, np.ndarray], labels: np.ndarray, share: Optional[float], seed: int = 0
+              ) -> Dict[str, np.ndarray]:
+    """Cut the train split to a stratified ``share``; the rest of it goes to ``"held_back"``.
+
+    A filter fit on all of a public set's training faces is measured (DESIGN.md's protocol) by attackers
+    trained on those same faces, where every fitted stage (the network, the eraser) hides the secret best.
+    Training on a share leaves faces that no stage saw, for attackers with faces of their own
+    (``privsdk eval --held-back-attacker``; ``docs/design-changes.md`` #22). val and test are unchanged, so the
+    two readings are scored on the same test faces. ``share`` None or 1 returns the splits as they are.
+
+    Example:
+        >>> sp = {"train": np.arange(8), "val": np.array([8]), "test": np.array([9])}
+        >>> cut = hold_back(sp, np.array([0, 1] * 5), 0.5)
+        >>> len(cut["train"]), len(cut["held_back"]), sorted(set(cut["train"]) | set(cut["held_back"])) == list(range(8))
+        (4, 4, True)
+    """
+    if share is None or float(share) == 1.0:
+        return dict(splits)
+    share = float(share)
+    if not 0.0 < share < 1.0:
+        raise InputError(f"data.train_share {share}: expected a share of the train split in (0, 1]")
+    train = np.asarray(splits["train"], dtype=np.int64)
+    y = np.asarray(labels)[train]
+    rng = np.random.default_rng(seed)
+    fit = [rng.permutation(np.flatnonzero(y == c))[:int(round(share * np.sum(y == c)))] for c in np.unique(y)]
+    keep = np.zeros(len(train), bool)
+    keep[np.concatenate(fit)] = True
+    if keep.all() or not keep.any():
+        raise InputError(f"data.train_share {share} of {len(train)} training faces leaves "
+                         f"{int(keep.sum())} to fit on and {int((~keep).sum())} held back; expected some of each")
+    return {**splits, "train": np.sort(train[keep]), "held_back": np.sort(train[~keep])}
+
+
+def config_splits(ds: FaceSet, data_config: Mapping[str, Any], secret: Optional[str] = None
+                  ) -> Dict[str, np.ndarray]:
+    """The splits a training config's ``data`` section (a mapping, as a manifest records it) gives ``ds``.
+
+    The one reading of ``fractions``, ``split_seed`` and ``train_share`` for every stage fit on a filter's
+    training faces after the run (the levelling template, the eraser, the face-crop layout), so that each
+    is fit on exactly the faces the network was.
+    """
+    secret = secret or str(data_config.get("secret", "smile"))
+    seed = int(data_config.get("split_seed", 0))
+    fractions = tuple(float(f) for f in data_config.get("fractions", (0.7, 0.15, 0.15)))
+    splits = make_splits(ds, stratify=secret, fractions=fractions, seed=seed)
+    return hold_back(splits, ds.label(secret), data_config.get("train_share"), seed)
 
 
 def join_datasets(parts: Sequence[Tuple[FaceSet, Dict[str, np.ndarray]]]

@@ -86,12 +86,21 @@ def headline_numbers(manifest: Dict[str, Any]) -> Dict[str, Any]:
 
 def attackers_trained_on(report: Any) -> str:
     """Which faces an evaluation report's attackers trained on: ``"training"`` (the whole train split, the
-    protocol's), ``"subset"`` (``privsdk eval --limit``), ``"validation"`` (``--held-out-attacker``), or ``""``
-    when the report does not say. The first makes the strongest attacker: a figure is read with it."""
+    protocol's), ``"subset"`` (``privsdk eval --limit``), ``"validation"`` (``--held-out-attacker``),
+    ``"share"`` (``--train-share``: the share of the train split a filter trained with ``data.train_share`` was
+    fit on), ``"held back"`` (``--held-back-attacker``: the rest of it), or ``""`` when the report does not say.
+    The first makes the strongest attacker: a figure is read with it."""
     data = report.get("data") if isinstance(report, Mapping) else None
     if not isinstance(data, Mapping):
         return ""
-    return "subset" if "subset" in data else "validation" if "held_out" in data else "training"
+    if "subset" in data:
+        return "subset"
+    if "held_out" in data:
+        return "validation"
+    share = data.get("train_share")
+    if isinstance(share, Mapping):
+        return "held back" if share.get("attackers_trained_on") == "held_back" else "share"
+    return "training"
 
 
 def measured_on(manifest: Dict[str, Any]) -> str:
@@ -112,6 +121,9 @@ def measured_on(manifest: Dict[str, Any]) -> str:
     trained = data.get("train_set") or tested
     attackers = {"subset": f"attackers trained on {train} of {trained}'s training faces (a subset)",
                  "validation": f"attackers trained on {trained}'s {train} validation faces",
+                 "share": f"attackers trained on {train} of {trained}'s training faces (the filter's share)",
+                 "held back": f"attackers trained on {train} of {trained}'s training faces that the filter's "
+                              "training held back",
                  "training": f"attackers trained on {trained}'s {train} training faces"}[faces]
     seed = ((evaluation.get("protocol") or {}).get("settings") or {}).get("seed")
     return f"{tested} test split ({test} faces); {attackers}" + (f", attacker seed {seed}" if seed is not None else "")

@@ -63,6 +63,25 @@ def test_cli_held_out_attacker_trains_on_the_val_split(csv_set, tmp_path):
     assert "val split" in data["held_out"]["attackers_trained_on"]
 
 
+def test_cli_train_share_and_held_back_attacker_split_the_train_split_between_them(csv_set, tmp_path):
+    """--train-share: the attackers train on the share a filter with data.train_share was fit on;
+    --held-back-attacker: on the rest. val and test are the protocol's in both."""
+    reports = {}
+    for extra in ([], ["--held-back-attacker"]):
+        out = tmp_path / f"eval{len(extra)}"
+        assert main(["-q", "eval", "--filter", "identity", "--data", f"csv={csv_set}", "--size", "24", "--attackers",
+                     "linear", "--identity", "off", "--max-epochs", "2", "--restarts", "1", "--train-share", "0.5",
+                     *extra, "--out", str(out)]) == 0
+        reports[len(extra)] = read_report(out)["data"]
+    fit, held = reports[0], reports[1]
+    assert fit["sizes"] == held["sizes"] == {"train": 28, "val": 12, "test": 12}   # 56 training faces, halved
+    assert not set(fit["split"]["train"]) & set(held["split"]["train"])
+    assert len(set(fit["split"]["train"]) | set(held["split"]["train"])) == 56
+    assert fit["split"]["test"] == held["split"]["test"] and fit["split"]["val"] == held["split"]["val"]
+    assert fit["train_share"]["attackers_trained_on"] == "fit share"
+    assert held["train_share"] == {"share": 0.5, "split": "train", "attackers_trained_on": "held_back"}
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--filter", "blur:2"], "--data NAME=PATH is required"),
     (["--data", "csv=x.csv"], "nothing to evaluate"),
@@ -70,6 +89,9 @@ def test_cli_held_out_attacker_trains_on_the_val_split(csv_set, tmp_path):
     (["--filter", "sharpen:3", "--data", "csv=x.csv"], "not an existing checkpoint or bundle"),
     (["--filter", "blur:2", "--data", "csv=x.csv", "--restarts", "0"], "at least 1 run per attacker"),
     (["--filter", "noise:32", "--data", "csv=x.csv", "--average-frames", "0"], "at least 1 frame"),
+    (["--filter", "blur:2", "--data", "csv=x.csv", "--held-back-attacker"], "expected --train-share S"),
+    (["--filter", "blur:2", "--data", "csv=x.csv", "--held-back-attacker", "--train-share", "0.5", "--limit", "9"],
+     "without --held-out-attacker, --limit and --quick"),
 ])
 def test_cli_says_what_is_missing(argv, message, tmp_path):
     from privsdk.cli import build_parser

@@ -97,6 +97,10 @@ def test_a_report_of_weaker_attackers_is_embedded_with_a_warning(unet_export, tm
     assert fewer_training_faces(whole) is None and fewer_training_faces({}) is None
     assert "2000 faces, a subset" in fewer_training_faces(subset)
     assert "1975 validation faces" in fewer_training_faces(held_out)
+    for attackers, words in (("fit share", "a share of the train split"), ("held_back", "training held back")):
+        share = {**whole, "data": {**whole["data"], "sizes": {"train": 4607},
+                                   "train_share": {"share": 0.5, "attackers_trained_on": attackers}}}
+        assert "4607" in fewer_training_faces(share) and words in fewer_training_faces(share)
     monkeypatch.setattr(logging.getLogger("privsdk"), "propagate", True)  # the CLI's configure() turns it off
     for report, warned in ((whole, False), (subset, True), (held_out, True)):
         caplog.clear()

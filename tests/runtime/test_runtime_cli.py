@@ -116,6 +116,9 @@ def test_measured_on_says_what_the_attackers_trained_on():
                                        "9215 training faces, attacker seed 3")
     assert "(a subset)" in measured_on(manifest(subset={"train": [0]}))
     assert "smilesmiled's 9215 validation faces" in measured_on(manifest(held_out={"test": [0]}))
+    held_back = measured_on(manifest(train_share={"share": 0.5, "attackers_trained_on": "held_back"}))
+    assert "9215 of smilesmiled's training faces that the filter's training held back" in held_back
+    assert "(the filter's share)" in measured_on(manifest(train_share={"attackers_trained_on": "fit share"}))
     cross = measured_on(manifest(train_set="smilesmiled", test_set="genki4k"))
     assert cross.startswith("genki4k test split") and "smilesmiled's 9215 training faces" in cross
 

@@ -137,6 +137,31 @@ def test_splits_are_deterministic_stratified_and_disjoint(tmp_path):
         make_splits(ds, fractions=(0.5, 0.5, 0.5))
 
 
+def test_a_train_share_holds_back_the_rest_of_the_train_split_stratified():
+    """data.train_share: the filter is fit on a stratified share; the rest is held back, val and test untouched,
+    and every stage fit after the run (config_splits) cuts the same faces."""
+    from privsdk.train.data import FaceSet, config_splits, hold_back
+
+    y = np.array([0] * 70 + [1] * 30)
+    ds = FaceSet(np.zeros((100, 4, 4, 3), np.uint8), {"smile": y}, [str(i) for i in range(100)], "toy")
+    splits = make_splits(ds, stratify="smile", seed=2)
+    cut = hold_back(splits, y, 0.5, seed=2)
+    # 49 + 21 training faces, each class halved (round half to even): 24 + 10 fit on, 25 + 11 held back
+    assert (len(cut["train"]), y[cut["train"]].sum(), len(cut["held_back"]), y[cut["held_back"]].sum()) == (34, 10, 36, 11)
+    np.testing.assert_array_equal(np.sort(np.concatenate([cut["train"], cut["held_back"]])), splits["train"])
+    for k in ("val", "test"):
+        np.testing.assert_array_equal(cut[k], splits[k])
+    again = config_splits(ds, {"secret": "smile", "split_seed": 2, "train_share": 0.5})
+    np.testing.assert_array_equal(again["held_back"], cut["held_back"])
+    assert not np.array_equal(hold_back(splits, y, 0.5, seed=3)["train"], cut["train"])
+    assert hold_back(splits, y, None) == splits and "held_back" not in config_splits(ds, {})
+    for bad in (0.0, 1.5, -0.2):
+        with pytest.raises(InputError, match="expected a share of the train split"):
+            hold_back(splits, y, bad)
+    with pytest.raises(InputError, match="expected some of each"):
+        hold_back(splits, y, 0.001)
+
+
 def test_joined_sets_keep_each_sets_own_test_split(tmp_path):
     from privsdk.train.data import FaceSet, join_datasets
 

@@ -312,3 +312,19 @@ def test_a_lite_filter_with_fixed_maps_is_the_fill_alone(faceset, tmp_path):
     with pytest.raises(InputError, match="identity"):
         Trainer(_cfg(1, kind="lite", extra=["filter.arch={learn_maps: false}"]), tmp_path / "nothing",
                 dataset=faceset).run()
+
+
+def test_a_train_share_fits_the_filter_on_that_share_and_says_so(faceset, tmp_path):
+    """data.train_share 0.5: the run trains on half of the train split (stratified) and records the share, so that
+    the eraser, the levelling template and `privsdk eval --held-back-attacker` cut the same faces."""
+    from privsdk.train.data import config_splits
+
+    cfg = _cfg(1, kind="lite", method="maxent", extra=["data.train_share=0.5"])
+    Trainer(cfg, tmp_path / "half", dataset=faceset).run()
+    saved = json.loads((tmp_path / "half/splits.json").read_text())
+    assert saved["train_share"] == 0.5
+    expected = config_splits(faceset, {"secret": "smile", "train_share": 0.5})
+    assert saved["splits"]["train"] == expected["train"].tolist()
+    assert len(expected["held_back"]) + len(expected["train"]) == round(0.7 * 48)
+    _, ck = load_filter(tmp_path / "half/filter.pt")
+    assert ck["config"]["data"]["train_share"] == 0.5

@@ -130,6 +130,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "fit on), early-stop them on half the test split and score them on the other half; the "
                              "protocol's attackers train on the filter's own training faces, which can flatter a "
                              "fitted stage (docs/design-changes.md #22)")
+    parser.add_argument("--train-share", type=float, default=None, metavar="S",
+                        help="cut the train split as a filter trained with data.train_share S was cut (a stratified "
+                             "share S; privsdk.train.data.hold_back): the attackers train on that share, the "
+                             "filter's own training faces. val and test are unchanged")
+    parser.add_argument("--held-back-attacker", action="store_true",
+                        help="with --train-share: train the attackers on the rest of the train split instead, the "
+                             "faces the filter's training held back (no stage was fit on them); early-stopped on "
+                             "val and scored on test as the protocol's are, so the two readings differ only in "
+                             "whose faces the attacker has (docs/design-changes.md #22)")
     parser.add_argument("--max-epochs", type=int, default=None,
                         help="epoch cap of every model (default: 100; quick: 4); a model that reaches it is named "
                              "'not saturated' in the report")
@@ -157,18 +166,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/eval"), help="output directory (default: runs/eval)")
 
 
-def _load(name: str, path: str, secret: Optional[str], size: int, seed: int):
+def _load(name: str, path: str, secret: Optional[str], size: int, seed: int, train_share: Optional[float] = None,
+          held_back: bool = False):
+    """A data set and its splits; with ``train_share`` the train split cut as the trainer cuts it, and with
+    ``held_back`` the held-back remainder put in its place (the faces the attackers train on)."""
     from privsdk.errors import DependencyError
 
     try:
-        from privsdk.train.data import load_dataset, make_splits
+        from privsdk.train.data import config_splits, load_dataset
     except ImportError as exc:
         raise DependencyError(f"loading data sets needs privsdk.train.data ({exc}); expected the training part "
                               "of privsdk") from exc
     ds = load_dataset(name, root=path, size=size)
     if secret is None:
         return ds, None
-    return ds, make_splits(ds, stratify=secret, fractions=(0.7, 0.15, 0.15), seed=seed)
+    splits = config_splits(ds, {"secret": secret, "fractions": (0.7, 0.15, 0.15), "split_seed": seed,
+                                "train_share": train_share}, secret)
+    if held_back:
+        splits["train"] = splits["held_back"]
+    return ds, splits
 
 
 def _identity_set(path: Path, size: int):
@@ -312,7 +328,13 @@ def main(args: argparse.Namespace) -> int:
         filters = [levelled(f, args.level_baselines) if f.kind == "baseline" else f for f in filters]
     filters = [frame_mean(f, args.average_frames) for f in filters]
 
-    ds, splits = _load(*args.data, args.secret, args.size, args.split_seed)
+    if args.held_back_attacker and args.train_share is None:
+        raise InputError("privsdk eval --held-back-attacker: the faces held back depend on the share the filter was "
+                         "trained on; expected --train-share S (its manifest's training.config.data.train_share)")
+    if args.held_back_attacker and (args.held_out_attacker or args.limit or args.quick):
+        raise InputError("privsdk eval --held-back-attacker picks the attackers' faces itself; expected it without "
+                         "--held-out-attacker, --limit and --quick")
+    ds, splits = _load(*args.data, args.secret, args.size, args.split_seed, args.train_share, args.held_back_attacker)
     test_ds = test_splits = None
     if args.test_data:
         test_ds, test_splits = _load(*args.test_data, args.secret, args.size, args.split_seed)
@@ -327,6 +349,9 @@ def main(args: argparse.Namespace) -> int:
 
         data = frame_as_runtime(data, filters)
     data.info["split_seed"] = args.split_seed
+    if args.train_share is not None:
+        data.info["train_share"] = {"share": args.train_share, "split": "train", "attackers_trained_on":
+                                    "held_back" if args.held_back_attacker else "fit share"}
     data.info["fractions"] = [0.7, 0.15, 0.15]
     # by role, not by loader name: a cross-set run may use the same loader twice (two CSV sets)
     data.info["roots"] = {"train": f"{args.data[0]}={args.data[1]}",

@@ -295,6 +295,10 @@ def test_export_erase_secret_fits_on_the_training_faces_and_keeps_the_filter(tmp
     after, _, _ = training_outputs(out, config, "smile", 16)
     gap = lambda o: np.abs(o["train"][labels["train"] == 1].mean(0) - o["train"][labels["train"] == 0].mean(0)).max()  # noqa: E731,E501
     assert gap(before) > 0.05 and gap(after) < 1e-4
+    # a network trained on a share of the train split (data.train_share) is erased on that share only
+    _, share_labels, where = training_outputs(source, {**config, "train_share": 0.5}, "smile", 16)
+    assert where["train_share"] == 0.5 and where["faces"] == len(share_labels["train"]) == 20   # 21 + 21, halved to even
+    assert len(share_labels["val"]) == len(labels["val"])
     with pytest.raises(InputError, match="already erases"):
         erase_bundle(out, tmp_path / "again", data=data)
     # --erase-refit: the eraser dropped (its parent's files checked against export.erase_secret.from) and fit

@@ -43,7 +43,7 @@ from privsdk.log import get_logger
 
 from .checkpoint import make_checkpoint, read_checkpoint, save_checkpoint
 from .config import RunConfig, save_config
-from .data import FaceSet, hold_back, join_datasets, load_dataset, make_splits, splits_from_json, splits_to_json
+from .data import FaceSet, config_splits, join_datasets, load_dataset, splits_from_json, splits_to_json
 from .frozen import (class_prior, evaluate_model, load_descriptor, load_frozen, save_frozen, to_x01,
                      train_clean_model)
 from .losses import (balanced_accuracy, distortion_penalty, distortion_per_image, psnr, region_distortion_penalty,
@@ -162,14 +162,13 @@ class Trainer:
             ds = self._dataset
         else:
             ds = load_dataset(d.name, d.root, d.size, cache_dir=d.cache_dir, limit=d.limit)
-        split = dict(stratify=d.secret, fractions=tuple(d.fractions), seed=d.split_seed)
-        parts = [(ds, hold_back(make_splits(ds, **split), ds.label(d.secret), d.train_share, d.split_seed))]
+        parts = [(ds, config_splits(ds, vars(d)))]
         for extra in d.also:
             more = load_dataset(extra["name"], extra["root"], d.size, cache_dir=d.cache_dir)
             if d.secret not in more.labels:
                 raise InputError(f"data.also set {more.name!r} has no secret label {d.secret!r}; "
                                  f"expected one of {sorted(more.labels)}")
-            more_splits = hold_back(make_splits(more, **split), more.label(d.secret), d.train_share, d.split_seed)
+            more_splits = config_splits(more, vars(d))
             if extra.get("framing") == "runtime":
                 more = framed_like(more, more_splits["train"], ds, parts[0][1]["train"])
             parts.append((more, more_splits))
